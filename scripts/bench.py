@@ -59,20 +59,30 @@ import tempfile
 import time
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-from splatgen import setup
-from splatgen.cameras import sample_cameras
-from splatgen.config import TrainConfig
-from splatgen.densify import Densifier, DensifyConfig
-from splatgen.distill import (
+from splatgen.errors import SplatgenError
+from splatgen.objectives import CSD, DSDS, ESD, SDS, SSD, VSD, ScoreInputs, reparameterised_loss
+from splatgen.objectives.schedules import densify_thresholds, sample_timesteps
+from splatgen.prior.stable_diffusion import StableDiffusionConfig, StableDiffusionPrior
+from splatgen.prompts import PromptConfig, build_view_prompts
+from splatgen.render import make_backgrounds, rasterize, resolve_backend
+from splatgen.scene.cameras import sample_cameras
+from splatgen.scene.densify import Densifier, DensifyConfig
+from splatgen.scene.gaussians import activate
+from splatgen.scene.init import BallInit, initial_gaussians
+from splatgen.tiny_models import TINY_MODEL_ID, resolve_sd_model
+from splatgen.train import assemble
+from splatgen.train.config import TrainConfig
+from splatgen.train.distill import (
     DistillationResult,
     PromptEmbeddings,
     camera_condition,
@@ -80,16 +90,8 @@ from splatgen.distill import (
     lora_predictions,
     prior_predictions,
 )
-from splatgen.errors import SplatgenError
-from splatgen.objectives import CSD, DSDS, ESD, SDS, SSD, VSD, ScoreInputs, reparameterised_loss
-from splatgen.optim import make_optimizers, means_learning_rate, set_means_learning_rate
-from splatgen.prior.stable_diffusion import StableDiffusionConfig, StableDiffusionPrior
-from splatgen.prompts import PromptConfig, build_view_prompts
-from splatgen.render import make_backgrounds, rasterize, resolve_backend
-from splatgen.scene import BallInit, activate
-from splatgen.schedules import densify_thresholds, sample_timesteps
-from splatgen.tiny_models import TINY_MODEL_ID, resolve_sd_model
-from splatgen.train import _all_finite  # the trainer's per-step NaN/Inf check, timed as it is
+from splatgen.train.loop import _all_finite  # the trainer's per-step NaN/Inf check, timed as it is
+from splatgen.train.optim import make_optimizers, means_learning_rate, set_means_learning_rate
 from splatgen.viewer import LiveViewer, ViewerConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,7 +114,9 @@ class DeviceDefaults:
 
 
 CPU_DEFAULTS = DeviceDefaults(("dsds",), (1,), resolution=64, prior_size=64, gaussians=1000, steps=5, warmup=2)
-CUDA_DEFAULTS = DeviceDefaults(tuple(OBJECTIVES), (1, 4), resolution=512, prior_size=512, gaussians=100_000, steps=20, warmup=5)
+CUDA_DEFAULTS = DeviceDefaults(
+    tuple(OBJECTIVES), (1, 4), resolution=512, prior_size=512, gaussians=100_000, steps=20, warmup=5
+)
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,7 @@ def load_prior(settings: BenchSettings) -> StableDiffusionPrior:
 
 def build_models(settings: BenchSettings, objective_name: str) -> Models:
     prior = load_prior(settings)
-    lora_score = setup.make_lora_score(train_config(settings, objective_name, batch=1), prior, settings.device)
+    lora_score = assemble.make_lora_score(train_config(settings, objective_name, batch=1), prior, settings.device)
     if settings.compile:
         prior.unet.compile()  # after the LoRA is attached: compiling first would trace a UNet without it
     return Models(prior, lora_score)
@@ -255,7 +259,7 @@ class StepState:
     device: torch.device
     prior: StableDiffusionPrior
     lora_score: Any
-    text: setup.TextConditions
+    text: assemble.TextConditions
     splats: torch.nn.ParameterDict
     optimizers: dict[str, torch.optim.Optimizer]
     densifier: Densifier
@@ -285,14 +289,16 @@ def build_step_state(settings: BenchSettings, models: Models, config: TrainConfi
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     view_prompts = build_view_prompts(config.prompt, config.prompts)
-    splats = setup.initial_gaussians(config, generator, quiet).to_parameters(settings.device)
+    splats = initial_gaussians(
+        config.init, config.prompt, config.sh_degree, config.densify.max_gaussians, generator, quiet
+    ).to_parameters(settings.device)
     viewer = LiveViewer(config.viewer, viewer_dir, quiet) if settings.viewer else None
     return StepState(
         config=config,
         device=settings.device,
         prior=models.prior,
         lora_score=models.lora_score,
-        text=setup.TextConditions.build(models.prior, view_prompts, config),
+        text=assemble.TextConditions.build(models.prior, view_prompts, config),
         splats=splats,
         optimizers=make_optimizers(splats, config.optim),
         densifier=Densifier(config.densify, config.steps),
@@ -331,9 +337,15 @@ def fenced_distillation_step(
             )
     with timer("objective"):
         inputs = ScoreInputs(
-            latents=clean, noise=noise, timesteps=timesteps, alphas_cumprod=alphas_cumprod,
-            eps_cond=eps_cond.to(clean.dtype), eps_uncond=eps_uncond.to(clean.dtype), progress=state.progress,
-            eps_lora_camera=eps_lora_camera, eps_lora_no_camera=eps_lora_no_camera,
+            latents=clean,
+            noise=noise,
+            timesteps=timesteps,
+            alphas_cumprod=alphas_cumprod,
+            eps_cond=eps_cond.to(clean.dtype),
+            eps_uncond=eps_uncond.to(clean.dtype),
+            progress=state.progress,
+            eps_lora_camera=eps_lora_camera,
+            eps_lora_no_camera=eps_lora_no_camera,
             eps_negative=None if eps_negative is None else eps_negative.to(clean.dtype),
         )
         gradient = objective.gradient(inputs)
@@ -370,7 +382,9 @@ def training_step(state: StepState, timer: FencedTimer | UnfencedTimer) -> None:
     if fenced:
         result = fenced_distillation_step(state, latents, cameras, prompts, timer)
     else:
-        result = distillation_step(state.prior, objective, latents, cameras, prompts, progress, state.generator, state.lora_score)
+        result = distillation_step(
+            state.prior, objective, latents, cameras, prompts, progress, state.generator, state.lora_score
+        )
     # 4. optimiser step, unless the step went non-finite
     with timer("backward"):
         result.loss.backward()
@@ -398,7 +412,9 @@ def training_step(state: StepState, timer: FencedTimer | UnfencedTimer) -> None:
         with timer("viewer"):
             num_timesteps = state.prior.alphas_cumprod.shape[0]
             view_prompts = state.text.view_prompts
-            snapshot = setup.snapshot_factory(step, config, splats, result, progress, num_timesteps, cameras, view_prompts)
+            snapshot = assemble.snapshot_factory(
+                step, config, splats, result, progress, num_timesteps, cameras, view_prompts
+            )
             state.viewer.publish(snapshot)
 
 
@@ -424,7 +440,9 @@ def floor_pieces(state: StepState) -> dict[str, Callable[[], Any]]:
     generator = torch.Generator(device=device).manual_seed(0)
     cameras = sample_cameras(state.config.cameras, batch, size, size, torch.Generator().manual_seed(0)).to(device)
     prompts = state.text.for_cameras(cameras)  # each [B, L, D]
-    images = torch.rand(batch, 3, size, size, device=device, generator=generator, requires_grad=True)  # a leaf, like a render
+    images = torch.rand(
+        batch, 3, size, size, device=device, generator=generator, requires_grad=True
+    )  # a leaf, like a render
     with torch.no_grad():
         latents = prior.encode_images(images)  # [B, c, h, w]
     noise = torch.randn(latents.shape, device=device, generator=generator)
@@ -435,13 +453,19 @@ def floor_pieces(state: StepState) -> dict[str, Callable[[], Any]]:
         images.grad = None
 
     pieces: dict[str, Callable[[], Any]] = {
-        "unet_cfg": lambda: prior_predictions(prior, objective, noise, timesteps, prompts, None),  # 2B (3B: CSD's negative term)
+        "unet_cfg": lambda: prior_predictions(
+            prior, objective, noise, timesteps, prompts, None
+        ),  # 2B (3B: CSD's negative term)
         "vae_encode_fwd_bwd": vae_encode_forward_backward,
     }
     if lora_score is not None:
         conditions = camera_condition(objective, cameras)  # [B, 16]
-        pieces["unet_lora"] = lambda: lora_predictions(lora_score, objective, noise, timesteps, prompts.plain, conditions)
-        pieces["lora_train"] = lambda: lora_training_compute(lora_score, latents, noise, timesteps, prompts.plain, conditions)
+        pieces["unet_lora"] = lambda: lora_predictions(
+            lora_score, objective, noise, timesteps, prompts.plain, conditions
+        )
+        pieces["lora_train"] = lambda: lora_training_compute(
+            lora_score, latents, noise, timesteps, prompts.plain, conditions
+        )
     return pieces
 
 
@@ -509,8 +533,10 @@ def run_fenced_step(state: StepState, timer: FencedTimer) -> None:
 def warm_up(state: StepState, steps: int) -> None:
     backend = resolve_backend(state.config.render_backend, state.device)
     if backend == "gsplat":
-        note("gsplat: the first call JIT-compiles its CUDA kernels (minutes the first time; set TORCH_CUDA_ARCH_LIST, "
-             "e.g. 9.0 on an H200); the warm-up absorbs it")
+        note(
+            "gsplat: the first call JIT-compiles its CUDA kernels (minutes the first time; set TORCH_CUDA_ARCH_LIST, "
+            "e.g. 9.0 on an H200); the warm-up absorbs it"
+        )
     for index in range(steps):
         seconds = time_full_step(state) / 1e3
         if index == 0 and seconds > 5.0:
@@ -542,7 +568,9 @@ def bench_configuration(settings: BenchSettings, models: Models, objective_name:
     return configuration_record(settings, config, state, full_ms, fenced, floor_parts, syncs, peak_mb, peak_kind)
 
 
-def configuration_record(settings, config, state, full_ms, fenced, floor_parts, syncs, peak_mb, peak_kind) -> dict[str, Any]:
+def configuration_record(
+    settings, config, state, full_ms, fenced, floor_parts, syncs, peak_mb, peak_kind
+) -> dict[str, Any]:
     parts = fenced.medians()
     ms_per_step = statistics.median(full_ms)
     floor_ms = sum(floor_parts.values())
@@ -600,6 +628,7 @@ def device_description(device: torch.device) -> str:
 
 def git_revision() -> dict[str, Any]:
     """{'commit': short hash or None, 'dirty': whether tracked files differ from it}."""
+
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
@@ -617,7 +646,9 @@ def print_table(record: dict[str, Any]) -> None:
         f"{record['dtype']} at {record['prior_image_size']}px, {record['num_gaussians']:,} Gaussians, {record['device']}, "
         f"{record['renderer']} renderer, torch {record['torch']}, commit {record['commit']}"
     )
-    print(f"  step (end to end)   {record['ms_per_step']:10.2f} ms   ({record['seconds_per_1200_steps']:.1f} s per 1,200 steps)")
+    print(
+        f"  step (end to end)   {record['ms_per_step']:10.2f} ms   ({record['seconds_per_1200_steps']:.1f} s per 1,200 steps)"
+    )
     print(f"  floor (prior only)  {record['floor_ms']:10.2f} ms   floor_ratio {record['floor_ratio']:.2f}")
     for name, value in record["floor_parts"].items():
         print(f"    {name:<18}{value:10.2f} ms")
@@ -628,7 +659,9 @@ def print_table(record: dict[str, Any]) -> None:
     if record["gaussians_per_s"] is not None:
         print(f"  render              {record['gaussians_per_s']:10,} Gaussians/s (forward)")
     if "viewer_ms_mean" in record:
-        print(f"  viewer (mean)       {record['viewer_ms_mean']:10.2f} ms per step (pushes at the viewer's update rate)")
+        print(
+            f"  viewer (mean)       {record['viewer_ms_mean']:10.2f} ms per step (pushes at the viewer's update rate)"
+        )
     if "syncs_per_step" in record:
         print(f"  host-device syncs   {record['syncs_per_step']:10d} per step: {record['sync_sites']}")
     if record["skipped_steps"]:
@@ -652,30 +685,56 @@ class Plan:
 
 
 def parse_args(argv: list[str] | None) -> Plan:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--objective", nargs="+", action="extend", choices=[*OBJECTIVES, "all"],
-                        help="objectives to time (default: dsds on CPU, all on CUDA)")
-    parser.add_argument("--batch", nargs="+", action="extend", type=int,
-                        help="views per step; repeatable or a list (default: 1 CPU, 1 4 CUDA)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--objective",
+        nargs="+",
+        action="extend",
+        choices=[*OBJECTIVES, "all"],
+        help="objectives to time (default: dsds on CPU, all on CUDA)",
+    )
+    parser.add_argument(
+        "--batch",
+        nargs="+",
+        action="extend",
+        type=int,
+        help="views per step; repeatable or a list (default: 1 CPU, 1 4 CUDA)",
+    )
     parser.add_argument("--resolution", type=int, help="square render size in pixels (default: 64 CPU, 512 CUDA)")
-    parser.add_argument("--prior-size", type=int,
-                        help="the prior's image size (renders are resized to it; default: 64 CPU, 512 CUDA)")
+    parser.add_argument(
+        "--prior-size", type=int, help="the prior's image size (renders are resized to it; default: 64 CPU, 512 CUDA)"
+    )
     parser.add_argument("--gaussians", type=int, help="number of Gaussians (default: 1,000 CPU, 100,000 CUDA)")
     parser.add_argument("--steps", type=int, help="timed steps per configuration, each mode (default: 5 CPU, 20 CUDA)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default: 2 CPU, 5 CUDA)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-                        help="prior dtype (auto: fp16 CUDA, fp32 CPU)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet (in place, after any LoRA is attached)")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "fp32", "fp16", "bf16"],
+        help="prior dtype (auto: fp16 CUDA, fp32 CPU)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the UNet (in place, after any LoRA is attached)"
+    )
     parser.add_argument("--channels-last", action="store_true", help="the prior's channels-last option (UNet and VAE)")
-    parser.add_argument("--viewer", action="store_true", help="run the live viewer (port 0) and time its per-step publish")
+    parser.add_argument(
+        "--viewer", action="store_true", help="run the live viewer (port 0) and time its per-step publish"
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--same-process", action="store_true",
-                        help="CPU: run every configuration in this process (faster; later ones inherit the allocator's state)")
-    parser.add_argument("--json", action="store_true", help="one JSON line per configuration on stdout instead of tables")
+    parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="CPU: run every configuration in this process (faster; later ones inherit the allocator's state)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON line per configuration on stdout instead of tables"
+    )
     args = parser.parse_args(argv)
     try:
-        device = setup.resolve_device(args.device)
+        device = assemble.resolve_device(args.device)
     except SplatgenError as error:
         parser.error(str(error))
     defaults = CUDA_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
@@ -713,10 +772,28 @@ def single_configuration_argv(plan: Plan, objective_name: str, batch: int) -> li
     """This script's command line for one configuration of `plan`, run in this process (`--same-process`)."""
     settings = plan.settings
     argv = [
-        sys.executable, str(Path(__file__).resolve()), "--device", settings.device.type, "--dtype", settings.dtype,
-        "--resolution", str(settings.resolution), "--prior-size", str(settings.prior_size),
-        "--gaussians", str(settings.gaussians), "--steps", str(settings.steps), "--warmup", str(settings.warmup),
-        "--objective", objective_name, "--batch", str(batch), "--same-process", "--json",
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--device",
+        settings.device.type,
+        "--dtype",
+        settings.dtype,
+        "--resolution",
+        str(settings.resolution),
+        "--prior-size",
+        str(settings.prior_size),
+        "--gaussians",
+        str(settings.gaussians),
+        "--steps",
+        str(settings.steps),
+        "--warmup",
+        str(settings.warmup),
+        "--objective",
+        objective_name,
+        "--batch",
+        str(batch),
+        "--same-process",
+        "--json",
     ]
     flags = {"--compile": settings.compile, "--channels-last": settings.channels_last, "--viewer": settings.viewer}
     argv += [flag for flag, on in flags.items() if on]
@@ -730,9 +807,13 @@ def run_in_own_process(plan: Plan, objective_name: str, batch: int) -> dict[str,
     after a batch-4 configuration, a batch-1 step page-faults less and runs ~25 % faster than in a
     fresh process (the state a real batch-1 run is in), which would flatter every later configuration.
     """
-    completed = subprocess.run(single_configuration_argv(plan, objective_name, batch), stdout=subprocess.PIPE, text=True)
+    completed = subprocess.run(
+        single_configuration_argv(plan, objective_name, batch), stdout=subprocess.PIPE, text=True
+    )
     if completed.returncode != 0:
-        raise SystemExit(f"bench: {objective_name} batch {batch} failed (exit status {completed.returncode}); see above")
+        raise SystemExit(
+            f"bench: {objective_name} batch {batch} failed (exit status {completed.returncode}); see above"
+        )
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 

@@ -21,9 +21,10 @@ import time
 
 import torch
 
-from splatgen.cameras import evaluation_orbit
 from splatgen.render import make_backgrounds, rasterize
-from splatgen.scene import BallInit, activate, random_ball
+from splatgen.scene.cameras import evaluation_orbit
+from splatgen.scene.gaussians import activate
+from splatgen.scene.init import BallInit, random_ball
 
 
 def synchronize(device: torch.device) -> None:
@@ -35,7 +36,9 @@ def time_render(
     count: int, resolution: int, num_cameras: int, backend: str, device: torch.device, warmup: int, repeats: int
 ) -> dict:
     """Median forward, backward and total milliseconds for one (count, resolution) setting."""
-    splats = random_ball(BallInit(count=count), sh_degree=3, generator=torch.Generator().manual_seed(0)).to_parameters(device)
+    splats = random_ball(BallInit(count=count), sh_degree=3, generator=torch.Generator().manual_seed(0)).to_parameters(
+        device
+    )
     cameras = evaluation_orbit(num_cameras, resolution, resolution).to(device)
     backgrounds = make_backgrounds("white", num_cameras, device=device)
     forward_ms, backward_ms = [], []
@@ -83,7 +86,12 @@ def main() -> None:
         for count in args.counts
         for resolution in args.resolutions
     ]
-    context = {"device": str(device), "backend": args.backend, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    context = {
+        "device": str(device),
+        "backend": args.backend,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
     if args.json:
         print(json.dumps({**context, "results": results}))
         return

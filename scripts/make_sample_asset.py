@@ -1,7 +1,7 @@
 """Build the small procedural Gaussian asset shipped as `assets/sample.ply`.
 
 A round yellow character about 1 unit across, made of flat, opaque surface Gaussians (surfels):
-its front (+z, the world frame of `splatgen/scene.py`) has a face (white eyes with black pupils,
+its front (+z, the world frame of `splatgen/scene/gaussians.py`) has a face (white eyes with black pupils,
 a red smile and a protruding orange nose); its back is blue and carries a green cone spike
 pointing to -z. Front and back are therefore easy to tell apart in any render, which makes it a
 fixture for the viewer, the turntable renderer, the exporters and Janus checks. Colours are SH
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from splatgen.io import write_ply
-from splatgen.scene import Gaussians, rgb_to_sh0
+from splatgen.scene.gaussians import Gaussians, rgb_to_sh0
 
 BODY_RADIUS = 0.75
 NOSE_RADIUS = 0.1
@@ -68,7 +68,9 @@ def body_colors(directions: torch.Tensor) -> torch.Tensor:
     """The body's texture as a function of the unit direction [N, 3]: face on +z, blue back."""
     x, y, z = directions.unbind(dim=1)
     eye_centre_x, eye_centre_y = 0.3, 0.25
-    eye_distance = torch.minimum(torch.hypot(x - eye_centre_x, y - eye_centre_y), torch.hypot(x + eye_centre_x, y - eye_centre_y))
+    eye_distance = torch.minimum(
+        torch.hypot(x - eye_centre_x, y - eye_centre_y), torch.hypot(x + eye_centre_x, y - eye_centre_y)
+    )
     pupil_distance = torch.minimum(
         torch.hypot(x - eye_centre_x, y - eye_centre_y + 0.03), torch.hypot(x + eye_centre_x, y - eye_centre_y + 0.03)
     )
@@ -86,7 +88,9 @@ def body_colors(directions: torch.Tensor) -> torch.Tensor:
     )
 
 
-def surfels(points: torch.Tensor, normals: torch.Tensor, colors: torch.Tensor, area: float, generator: torch.Generator) -> Gaussians:
+def surfels(
+    points: torch.Tensor, normals: torch.Tensor, colors: torch.Tensor, area: float, generator: torch.Generator
+) -> Gaussians:
     """Flat Gaussians on a surface of total `area`: tangential std ~ 0.7 x spacing, thin along the normal."""
     n = len(points)
     spacing = math.sqrt(area / n)
@@ -108,7 +112,9 @@ def surfels(points: torch.Tensor, normals: torch.Tensor, colors: torch.Tensor, a
 
 def body(count: int, generator: torch.Generator) -> Gaussians:
     directions = fibonacci_sphere(count)
-    return surfels(BODY_RADIUS * directions, directions, body_colors(directions), 4 * math.pi * BODY_RADIUS**2, generator)
+    return surfels(
+        BODY_RADIUS * directions, directions, body_colors(directions), 4 * math.pi * BODY_RADIUS**2, generator
+    )
 
 
 def nose(count: int, generator: torch.Generator) -> Gaussians:
@@ -128,7 +134,9 @@ def spike(count: int, generator: torch.Generator) -> Gaussians:
     z = apex_z + (base_z - apex_z) * fraction
     points = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle), z], dim=1)
     slope = SPIKE_BASE_RADIUS / (base_z - apex_z)
-    normals = torch.nn.functional.normalize(torch.stack([torch.cos(angle), torch.sin(angle), -slope * torch.ones(count)], dim=1), dim=1)
+    normals = torch.nn.functional.normalize(
+        torch.stack([torch.cos(angle), torch.sin(angle), -slope * torch.ones(count)], dim=1), dim=1
+    )
     area = math.pi * SPIKE_BASE_RADIUS * math.hypot(SPIKE_BASE_RADIUS, base_z - apex_z)
     return surfels(points, normals, torch.tensor(SPIKE).expand(count, 3), area, generator)
 
@@ -145,7 +153,9 @@ def make_sample_asset(count: int = 3000, seed: int = 0) -> Gaussians:
     generator = torch.Generator().manual_seed(seed)
     num_nose = max(20, count // 20)
     num_spike = max(20, 3 * count // 20)
-    return concatenate([body(count - num_nose - num_spike, generator), nose(num_nose, generator), spike(num_spike, generator)])
+    return concatenate(
+        [body(count - num_nose - num_spike, generator), nose(num_nose, generator), spike(num_spike, generator)]
+    )
 
 
 def main() -> None:

@@ -23,18 +23,19 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from splatgen.cameras import OrbitSampler, evaluation_orbit
-from splatgen.config import TrainConfig
-from splatgen.densify import DensifyConfig
 from splatgen.errors import SplatgenError
 from splatgen.io.ply import read_ply
 from splatgen.objectives import SDS
-from splatgen.optim import OptimConfig
+from splatgen.objectives.schedules import TimestepSchedule
 from splatgen.prior.oracle import OraclePrior
 from splatgen.prompts import PromptConfig
 from splatgen.render import rasterize
-from splatgen.scene import BallInit, Gaussians, activate
-from splatgen.schedules import TimestepSchedule
+from splatgen.scene.cameras import OrbitSampler, evaluation_orbit
+from splatgen.scene.densify import DensifyConfig
+from splatgen.scene.gaussians import Gaussians, activate
+from splatgen.scene.init import BallInit
+from splatgen.train.config import TrainConfig
+from splatgen.train.optim import OptimConfig
 from splatgen.viewer import ViewerConfig
 
 BACKGROUND = (1.0, 1.0, 1.0)
@@ -50,11 +51,15 @@ def oracle_config(out: Path, steps: int, resolution: int, seed: int, device: str
         batch_size=4,
         render_size=resolution,
         background="white",
-        objective=SDS(guidance_scale=1.0, weighting="sds", timesteps=TimestepSchedule(min_fraction=0.02, max_fraction=0.98)),
+        objective=SDS(
+            guidance_scale=1.0, weighting="sds", timesteps=TimestepSchedule(min_fraction=0.02, max_fraction=0.98)
+        ),
         prompts=PromptConfig(debias=False),
         init=BallInit(count=2000, radius=0.8, opacity=0.3),
         cameras=OrbitSampler(elevation_range=(-30.0, 60.0), distance_range=(2.5, 3.0), fovy_range=(45.0, 55.0)),
-        densify=DensifyConfig(grow_grad2d=0.15, start_fraction=0.1, stop_fraction=0.7, refine_every=25, max_gaussians=5_000),
+        densify=DensifyConfig(
+            grow_grad2d=0.15, start_fraction=0.1, stop_fraction=0.7, refine_every=25, max_gaussians=5_000
+        ),
         optim=OptimConfig(means_lr=2e-3, means_lr_final=2e-5, opacities_lr=0.05, scales_lr=0.01, sh0_lr=0.02),
         device=device,
         checkpoint_every=max(steps, 1),
@@ -65,13 +70,24 @@ def oracle_config(out: Path, steps: int, resolution: int, seed: int, device: str
 
 
 @torch.no_grad()
-def held_out_psnr(asset: Gaussians, target: Gaussians, resolution: int, num_views: int = 8, device: str = "cpu") -> list[float]:
+def held_out_psnr(
+    asset: Gaussians, target: Gaussians, resolution: int, num_views: int = 8, device: str = "cpu"
+) -> list[float]:
     """PSNR (dB) per view on a fixed orbit offset from the front by half a step: views the random
     training cameras never hit exactly, at an elevation of 20 degrees."""
-    cameras = evaluation_orbit(num_views, resolution, resolution, elevation_deg=20.0, distance=2.75, fovy_deg=50.0,
-                               start_azimuth_deg=180.0 / num_views).to(device)
+    cameras = evaluation_orbit(
+        num_views,
+        resolution,
+        resolution,
+        elevation_deg=20.0,
+        distance=2.75,
+        fovy_deg=50.0,
+        start_azimuth_deg=180.0 / num_views,
+    ).to(device)
     background = torch.tensor(BACKGROUND, device=device).expand(num_views, 3)
-    images = [rasterize(activate(g.to_parameters(device)), cameras, background).images.clamp(0, 1) for g in (asset, target)]
+    images = [
+        rasterize(activate(g.to_parameters(device)), cameras, background).images.clamp(0, 1) for g in (asset, target)
+    ]
     mse = ((images[0] - images[1]) ** 2).flatten(1).mean(dim=1)  # [V]
     return [float(-10.0 * math.log10(max(value, 1e-10))) for value in mse]
 
@@ -87,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     try:
-        from splatgen.setup import resolve_device
-        from splatgen.train import train
+        from splatgen.train.assemble import resolve_device
+        from splatgen.train.loop import train
 
         device = resolve_device(args.device)
         target = read_ply(args.target)

@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 from splatgen.objectives import CSD, DSDS, ESD, SDS, SSD, VSD, Objective, ScoreInputs, reparameterised_loss
-from splatgen.schedules import sample_timesteps
+from splatgen.objectives.schedules import sample_timesteps
 
 NUM_TRAIN_TIMESTEPS = 1000
 
@@ -122,7 +122,9 @@ def mixture_log_density(mixture: GaussianMixture, points: torch.Tensor) -> torch
     """log p(x) of the clean mixture at points [N, 2]: [N]."""
     offsets = points[:, None, :] - mixture.means[None]  # [N, K, 2]
     variances = mixture.stds[None] ** 2  # [1, K]
-    log_components = mixture.weights.log()[None] - 0.5 * (offsets**2).sum(-1) / variances - torch.log(2 * math.pi * variances)
+    log_components = (
+        mixture.weights.log()[None] - 0.5 * (offsets**2).sum(-1) / variances - torch.log(2 * math.pi * variances)
+    )
     return torch.logsumexp(log_components, dim=1)
 
 
@@ -142,7 +144,9 @@ def kernel_density(particles: torch.Tensor, bandwidth: float) -> GaussianMixture
     """q(x | no camera): equal-weight Gaussian kernels of the given bandwidth at the particles."""
     count = particles.shape[0]
     return GaussianMixture(
-        particles, torch.full((count,), bandwidth, dtype=particles.dtype), torch.full((count,), 1.0 / count, dtype=particles.dtype)
+        particles,
+        torch.full((count,), bandwidth, dtype=particles.dtype),
+        torch.full((count,), 1.0 / count, dtype=particles.dtype),
     )
 
 
@@ -167,7 +171,9 @@ def run_toy(
     objective.validate()
     generator = torch.Generator().manual_seed(seed)
     alphas_cumprod = stable_diffusion_alphas_cumprod()
-    start = torch.tensor(init, dtype=torch.float64) + init_spread * torch.randn(particles, 2, generator=generator, dtype=torch.float64)
+    start = torch.tensor(init, dtype=torch.float64) + init_spread * torch.randn(
+        particles, 2, generator=generator, dtype=torch.float64
+    )
     points = torch.nn.Parameter(start)  # [N, 2]
     optimizer = torch.optim.Adam([points], lr=lr)
     trajectory = [points.detach().clone()]
@@ -232,7 +238,10 @@ def plot_runs(prior: ToyPrior, runs: dict[str, dict], path: str | Path, noisy_ti
     finals = torch.cat([torch.tensor(run["final"]) for run in runs.values()] + [prior.unconditional.means])
     low = torch.minimum(finals.min(0).values, prior.unconditional.means.min(0).values) - 1.0
     high = torch.maximum(finals.max(0).values, prior.unconditional.means.max(0).values) + 1.0
-    xs, ys = torch.linspace(low[0], high[0], 200, dtype=torch.float64), torch.linspace(low[1], high[1], 200, dtype=torch.float64)
+    xs, ys = (
+        torch.linspace(low[0], high[0], 200, dtype=torch.float64),
+        torch.linspace(low[1], high[1], 200, dtype=torch.float64),
+    )
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2)  # [G, 2]
     panels = len(runs) + (noisy_timestep is not None)
     figure, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.2), squeeze=False)
@@ -244,13 +253,17 @@ def plot_runs(prior: ToyPrior, runs: dict[str, dict], path: str | Path, noisy_ti
             axis.plot(trajectory[:, particle, 0], trajectory[:, particle, 1], lw=0.8, color="tab:orange", alpha=0.7)
         final = trajectory[-1]
         axis.scatter(final[:, 0], final[:, 1], s=12, color="tab:red", zorder=3, label="final")
-        axis.set_title(f"{name}: mean dist {run['mean_distance_to_conditional_mode']:.2f}, spread {run['spread']:.2f}", fontsize=9)
+        axis.set_title(
+            f"{name}: mean dist {run['mean_distance_to_conditional_mode']:.2f}, spread {run['spread']:.2f}", fontsize=9
+        )
     if noisy_timestep is not None:
         axis = axes[0][-1]
         abar = stable_diffusion_alphas_cumprod()[noisy_timestep]
         sqrt_abar = math.sqrt(abar)
         noisy_mixture = GaussianMixture(
-            prior.conditional.means * sqrt_abar, (abar * prior.conditional.stds**2 + 1 - abar).sqrt(), prior.conditional.weights
+            prior.conditional.means * sqrt_abar,
+            (abar * prior.conditional.stds**2 + 1 - abar).sqrt(),
+            prior.conditional.weights,
         )
         axis.contourf(xs, ys, mixture_log_density(noisy_mixture, grid).reshape(200, 200), levels=30, cmap="Greens")
         axis.set_title(f"log p_t(x_t | y) at t = {noisy_timestep}", fontsize=9)
@@ -258,7 +271,14 @@ def plot_runs(prior: ToyPrior, runs: dict[str, dict], path: str | Path, noisy_ti
         unconditional_only = [k for k in range(len(prior.unconditional.means)) if k not in prior.conditional_indices]
         axis.scatter(*prior.conditional.means.T, marker="*", s=120, color="black", zorder=4, label="conditional mode")
         if unconditional_only:
-            axis.scatter(*prior.unconditional.means[unconditional_only].T, marker="X", s=80, color="purple", zorder=4, label="singular mode")
+            axis.scatter(
+                *prior.unconditional.means[unconditional_only].T,
+                marker="X",
+                s=80,
+                color="purple",
+                zorder=4,
+                label="singular mode",
+            )
         axis.set_aspect("equal")
         axis.set_xlim(low[0], high[0])
         axis.set_ylim(low[1], high[1])
@@ -293,18 +313,32 @@ def with_overrides(objective: Objective, overrides: list[str]) -> Objective:
 def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)  # tiny tensors: threads only add contention
     names = toy_objectives()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--objective", required=True, choices=sorted(names), help="objective to distil with")
     parser.add_argument("--mixture", required=True, help="mixture JSON: means, std, weights, conditional")
-    parser.add_argument("--init", type=parse_point, default=(0.0, 0.0), help="initial point x,y (default 0,0; negative: --init=-1,0)")
+    parser.add_argument(
+        "--init", type=parse_point, default=(0.0, 0.0), help="initial point x,y (default 0,0; negative: --init=-1,0)"
+    )
     parser.add_argument("--steps", type=int, default=2000, help="optimisation steps (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of t, the noise and the initial jitter")
     parser.add_argument("--particles", type=int, default=16, help="number of points optimised together (default 16)")
     parser.add_argument("--init-spread", type=float, default=0.0, help="std of the Gaussian jitter around --init")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (default 0.01)")
-    parser.add_argument("--kde-bandwidth", type=float, default=0.1, help="VSD/ESD: kernel width of the ideal LoRA score")
-    parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE", help="change an objective field, e.g. threshold_timestep=500 (repeatable)")
-    parser.add_argument("--compare", default="", help="comma-separated objectives run with the same settings, plotted alongside")
+    parser.add_argument(
+        "--kde-bandwidth", type=float, default=0.1, help="VSD/ESD: kernel width of the ideal LoRA score"
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change an objective field, e.g. threshold_timestep=500 (repeatable)",
+    )
+    parser.add_argument(
+        "--compare", default="", help="comma-separated objectives run with the same settings, plotted alongside"
+    )
     parser.add_argument("--plot", default=None, help="write a PNG of trajectories over log p(x|y)")
     parser.add_argument("--plot-timestep", type=int, default=None, help="add a panel of p_t(x_t|y) at this t")
     args = parser.parse_args(argv)
@@ -316,11 +350,21 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"unknown objective {name!r} in --compare; choose from {sorted(names)}")
         objective = with_overrides(names[name], args.override) if name == args.objective else names[name]
         runs[name] = run_toy(
-            objective, prior, args.init, args.steps, args.seed, args.particles, args.init_spread, args.lr, args.kde_bandwidth
+            objective,
+            prior,
+            args.init,
+            args.steps,
+            args.seed,
+            args.particles,
+            args.init_spread,
+            args.lr,
+            args.kde_bandwidth,
         )
     if args.plot:
         plot_runs(prior, runs, args.plot, args.plot_timestep)
-    summary_keys = [key for key in runs[args.objective] if key not in ("trajectory", "final", "distance_to_conditional_mode")]
+    summary_keys = [
+        key for key in runs[args.objective] if key not in ("trajectory", "final", "distance_to_conditional_mode")
+    ]
     for name, run in runs.items():
         print(
             f"{name:>16}: mean distance to a conditional mode {run['mean_distance_to_conditional_mode']:.3f}, "

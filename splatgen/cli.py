@@ -22,14 +22,14 @@ from typing import Annotated, Literal, Union
 import tyro
 from rich.console import Console
 
-from splatgen.config import TrainConfig
-from splatgen.config_io import ConfigError, from_dict, load_yaml
 from splatgen.errors import SplatgenError
+from splatgen.io.config_file import ConfigError, from_dict, load_yaml
 from splatgen.prompts import DebiasConfig
 from splatgen.render import BackgroundKind
+from splatgen.train.config import TrainConfig
 from splatgen.viewer import ViewCommand
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 TRAIN_FLAG_ALIASES = {
     "--no-debias": ["--prompts.no-debias"],
     "--no-viewer": ["--viewer.no-enabled"],
@@ -73,12 +73,16 @@ class RenderCommand:
 
     def run(self, console: Console) -> None:
         from splatgen.io.ply import read_ply
-        from splatgen.media import render_turntable
-        from splatgen.setup import resolve_device
+        from splatgen.render.turntable import render_turntable
+        from splatgen.train.assemble import resolve_device
 
         result = render_turntable(
-            read_ply(self.input), self.out, num_frames=self.frames, resolution=self.resolution,
-            background=self.background, device=resolve_device(self.device),
+            read_ply(self.input),
+            self.out,
+            num_frames=self.frames,
+            resolution=self.resolution,
+            background=self.background,
+            device=resolve_device(self.device),
         )
         console.print(f"wrote {result}", highlight=False)
 
@@ -96,8 +100,8 @@ class DebiasCommand(DebiasConfig):
         import json
 
         from splatgen.prompts import print_debias_table, run_debias
-        from splatgen.setup import quiet_library_progress_bars
         from splatgen.tiny_models import resolve_lm
+        from splatgen.train.assemble import quiet_library_progress_bars
 
         quiet_library_progress_bars()
         config = replace(DebiasConfig(), **{name: getattr(self, name) for name in DebiasConfig.__dataclass_fields__})
@@ -110,7 +114,12 @@ class DebiasCommand(DebiasConfig):
 
 
 Command = Union[
-    Annotated[TrainConfig, tyro.conf.subcommand("train", description="Turn a text prompt into a 3DGS asset (see `splatgen train --help`).")],
+    Annotated[
+        TrainConfig,
+        tyro.conf.subcommand(
+            "train", description="Turn a text prompt into a 3DGS asset (see `splatgen train --help`)."
+        ),
+    ],
     Annotated[ExportCommand, tyro.conf.subcommand("export")],
     Annotated[RenderCommand, tyro.conf.subcommand("render")],
     Annotated[ViewCommand, tyro.conf.subcommand("view")],
@@ -119,13 +128,13 @@ Command = Union[
 
 
 def preset_path(name: str) -> Path:
-    """A preset name (configs/NAME.yaml) or a path to a YAML file."""
+    """A preset name (splatgen/presets/NAME.yaml) or a path to a YAML file."""
     candidate = Path(name)
     if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
         return candidate
-    path = CONFIGS_DIR / f"{name}.yaml"
+    path = PRESETS_DIR / f"{name}.yaml"
     if not path.is_file():
-        available = ", ".join(sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))) or "none"
+        available = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))) or "none"
         raise ConfigError(f"unknown preset {name!r}; available presets: {available} (or a path to a .yaml file)")
     return path
 
@@ -180,7 +189,10 @@ def parse_train_args(args: list[str]) -> TrainConfig:
     else:
         default = TrainConfig()
     config = tyro.cli(
-        TrainConfig, args=_expand_aliases(args), default=default, prog="splatgen train",
+        TrainConfig,
+        args=_expand_aliases(args),
+        default=default,
+        prog="splatgen train",
         config=(tyro.conf.CascadeSubcommandArgs,),
     )
     if resume is not None:
@@ -213,7 +225,7 @@ def out_of_memory_advice(config: TrainConfig) -> str:
 def run_train(config: TrainConfig, console: Console) -> None:
     import torch
 
-    from splatgen.train import train
+    from splatgen.train.loop import train
 
     try:
         result = train(config, console=console)

@@ -39,8 +39,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -52,15 +53,23 @@ WINDOW_SIZE = (800, 600)
 SCENE_BOX = (0.25, 0.33, 0.57, 0.95)  # left, top, right, bottom, as fractions of the window
 BACKGROUND_TOLERANCE = 24  # max |channel difference| still counted as background
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-    "--disable-background-networking", "--no-proxy-server", "--hide-scrollbars", "--mute-audio",
+    "--headless",
+    "--no-sandbox",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--disable-background-networking",
+    "--no-proxy-server",
+    "--hide-scrollbars",
+    "--mute-audio",
 )
 
 Test = TypeVar("Test", bound=Callable[..., object])
 Result = TypeVar("Result")
 Ready = Callable[[list[np.ndarray]], bool]  # captures so far, oldest first -> done?
 
-requires_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs {CHROMIUM} (run scripts/install_browser.sh)")
+requires_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"needs {CHROMIUM} (run scripts/install_browser.sh)"
+)
 
 
 def browser_test(test: Test) -> Test:
@@ -110,7 +119,9 @@ def settled(captures: list[np.ndarray], min_coverage: float = 0.01, repeats: int
 
 def covers(min_coverage: float, repeats: int = 2) -> Ready:
     """Ready once the last `repeats` captures each cover at least `min_coverage` of the scene region."""
-    return lambda captures: len(captures) >= repeats and all(scene_coverage(c) >= min_coverage for c in captures[-repeats:])
+    return lambda captures: (
+        len(captures) >= repeats and all(scene_coverage(c) >= min_coverage for c in captures[-repeats:])
+    )
 
 
 # -- the browser --------------------------------------------------------------------------------
@@ -126,13 +137,21 @@ class HeadlessChromium:
     def __init__(self, url: str, window_size: tuple[int, int] = WINDOW_SIZE, start_timeout_s: float = 30.0) -> None:
         width, height = window_size
         self._user_data_dir = Path(tempfile.mkdtemp(prefix="splatgen-chromium-"))
-        command = [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={self._user_data_dir}", f"--window-size={width},{height}",
-                   "--remote-debugging-port=0", url]
+        command = [
+            str(CHROMIUM),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={self._user_data_dir}",
+            f"--window-size={width},{height}",
+            "--remote-debugging-port=0",
+            url,
+        ]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._next_id = 0
         try:
             self._page = connect(self._page_websocket_url(start_timeout_s), max_size=None, open_timeout=start_timeout_s)
-            self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+            self.call(
+                "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
+            )
         except BaseException:
             self.close()
             raise
@@ -169,10 +188,12 @@ class HeadlessChromium:
 
     def click_button(self, label: str) -> bool:
         """Click the first button whose text contains `label` (as a user would); False if there is none."""
-        return bool(self.evaluate(
-            f"(() => {{ const button = [...document.querySelectorAll('button')].find(b => b.textContent.includes({json.dumps(label)}));"
-            " if (button) button.click(); return Boolean(button); })()"
-        ))
+        return bool(
+            self.evaluate(
+                f"(() => {{ const button = [...document.querySelectorAll('button')].find(b => b.textContent.includes({json.dumps(label)}));"
+                " if (button) button.click(); return Boolean(button); })()"
+            )
+        )
 
     def has_text(self, text: str) -> bool:
         return bool(self.evaluate(f"document.body.innerText.includes({json.dumps(text)})"))
@@ -206,7 +227,9 @@ class HeadlessChromium:
         self.close()
 
 
-def capture_when(browser: HeadlessChromium, ready: Ready = settled, timeout_s: float = 25.0, interval_s: float = 0.5) -> np.ndarray:
+def capture_when(
+    browser: HeadlessChromium, ready: Ready = settled, timeout_s: float = 25.0, interval_s: float = 0.5
+) -> np.ndarray:
     """Capture every `interval_s` until `ready(captures)` or the timeout; returns the last capture."""
     deadline = time.monotonic() + timeout_s
     captures: list[np.ndarray] = []
@@ -218,7 +241,11 @@ def capture_when(browser: HeadlessChromium, ready: Ready = settled, timeout_s: f
 
 
 def screenshot(
-    url: str, png_path: Path, ready: Ready = settled, window_size: tuple[int, int] = WINDOW_SIZE, timeout_s: float = 25.0,
+    url: str,
+    png_path: Path,
+    ready: Ready = settled,
+    window_size: tuple[int, int] = WINDOW_SIZE,
+    timeout_s: float = 25.0,
 ) -> np.ndarray:
     """Open `url` in headless Chromium, capture once `ready` holds (or at the timeout), save the PNG, return its pixels."""
     with HeadlessChromium(url, window_size) as browser:
@@ -259,7 +286,12 @@ def wait_until_served(url: str, timeout_s: float) -> bool:
 
 
 def assert_splats_drawn_during(
-    run: Callable[[], Result], url: str, tmp_path: Path, min_coverage: float = 0.02, name: str = "run.png", timeout_s: float = 120.0,
+    run: Callable[[], Result],
+    url: str,
+    tmp_path: Path,
+    min_coverage: float = 0.02,
+    name: str = "run.png",
+    timeout_s: float = 120.0,
 ) -> Result:
     """Call `run()` (say, a short training run with its viewer on `url`) while a thread screenshots the page.
 
@@ -275,7 +307,9 @@ def assert_splats_drawn_during(
         try:
             if wait_until_served(url, timeout_s):
                 ready = covers(min_coverage)
-                captured["image"] = screenshot(url, png_path, ready=lambda captures: ready(captures) or run_finished.is_set(), timeout_s=timeout_s)
+                captured["image"] = screenshot(
+                    url, png_path, ready=lambda captures: ready(captures) or run_finished.is_set(), timeout_s=timeout_s
+                )
         except Exception as error:
             captured["error"] = error
 
@@ -289,7 +323,9 @@ def assert_splats_drawn_during(
     assert "error" not in captured, f"the browser failed: {captured['error']!r}"
     assert "image" in captured, f"the viewer at {url} never answered while the run lasted"
     coverage = scene_coverage(captured["image"])
-    assert coverage >= min_coverage, f"only {coverage:.2%} of the scene region was drawn during the run (see {png_path})"
+    assert coverage >= min_coverage, (
+        f"only {coverage:.2%} of the scene region was drawn during the run (see {png_path})"
+    )
     return result
 
 

@@ -15,12 +15,21 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO
 
 REQUIRED_KEYS = {
-    "ms_per_step", "floor_ms", "floor_ratio", "peak_mem_mb", "device", "objective", "batch", "resolution",
-    "num_gaussians", "parts", "torch", "commit",
+    "ms_per_step",
+    "floor_ms",
+    "floor_ratio",
+    "peak_mem_mb",
+    "device",
+    "objective",
+    "batch",
+    "resolution",
+    "num_gaussians",
+    "parts",
+    "torch",
+    "commit",
 }
 STEP_PARTS = {"cameras", "render", "vae_encode", "unet_cfg", "objective", "backward", "optimizer", "densify"}
 LORA_PARTS = {"unet_lora", "lora_train"}
@@ -50,8 +59,28 @@ def one_thread():
 
 
 def test_json_lines_have_the_promised_keys_and_sane_numbers(bench, tiny_models, one_thread, capsys):
-    argv = ["--device", "cpu", "--objective", "dsds", "vsd", "--batch", "1", "--steps", "3", "--warmup", "1",
-            "--gaussians", "300", "--resolution", "32", "--prior-size", "32", "--threads", "1", "--json"]
+    argv = [
+        "--device",
+        "cpu",
+        "--objective",
+        "dsds",
+        "vsd",
+        "--batch",
+        "1",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+        "--gaussians",
+        "300",
+        "--resolution",
+        "32",
+        "--prior-size",
+        "32",
+        "--threads",
+        "1",
+        "--json",
+    ]
     bench.main(argv)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert len(lines) == 2, lines
@@ -77,8 +106,16 @@ def test_json_lines_have_the_promised_keys_and_sane_numbers(bench, tiny_models, 
 @pytest.mark.parametrize("objective_name", ["dsds", "vsd", "esd"])
 def test_fenced_distillation_step_computes_what_the_product_computes(bench, tiny_models, one_thread, objective_name):
     settings = bench.BenchSettings(
-        device=torch.device("cpu"), dtype="auto", resolution=64, prior_size=64, gaussians=50, steps=1, warmup=0,
-        compile=False, channels_last=False, viewer=False,
+        device=torch.device("cpu"),
+        dtype="auto",
+        resolution=64,
+        prior_size=64,
+        gaussians=50,
+        steps=1,
+        warmup=0,
+        compile=False,
+        channels_last=False,
+        viewer=False,
     )
     models = bench.build_models(settings, objective_name)
     state = bench.build_step_state(settings, models, bench.train_config(settings, objective_name, batch=2), REPO)
@@ -87,7 +124,14 @@ def test_fenced_distillation_step_computes_what_the_product_computes(bench, tiny
     latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(2), requires_grad=True)
     before = state.generator.get_state()
     product = bench.distillation_step(
-        state.prior, state.config.objective, latents, cameras, prompts, state.progress, state.generator, state.lora_score
+        state.prior,
+        state.config.objective,
+        latents,
+        cameras,
+        prompts,
+        state.progress,
+        state.generator,
+        state.lora_score,
     )
     state.generator.set_state(before)
     timer = bench.FencedTimer(settings.device)
@@ -104,8 +148,23 @@ def test_fenced_distillation_step_computes_what_the_product_computes(bench, tiny
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_run_on_the_sd21_architecture(bench, capsys):
-    bench.main(["--device", "cuda", "--objective", "dsds", "--batch", "1", "--steps", "2", "--warmup", "2",
-                "--gaussians", "10000", "--json"])
+    bench.main(
+        [
+            "--device",
+            "cuda",
+            "--objective",
+            "dsds",
+            "--batch",
+            "1",
+            "--steps",
+            "2",
+            "--warmup",
+            "2",
+            "--gaussians",
+            "10000",
+            "--json",
+        ]
+    )
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["prior"] == "sd21-base-random" and record["renderer"] == "gsplat" and record["resolution"] == 512
     assert positive_and_finite(record["ms_per_step"]) and positive_and_finite(record["floor_ms"])

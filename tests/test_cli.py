@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import REPO
 
 from splatgen.cli import main, parse_train_args
 from splatgen.io.ply import read_ply
 from splatgen.io.splat import read_splat
 from splatgen.objectives import DSDS, VSD
-
-from conftest import REPO
 
 SAMPLE = REPO / "assets" / "sample.ply"
 
@@ -31,7 +30,14 @@ def test_help_lists_every_command(capsys):
 
 def test_train_help_lists_every_objective_with_documented_fields(capsys):
     text = help_text(capsys, ["train", "--help"])
-    for objective in ("objective:sds", "objective:dsds", "objective:vsd", "objective:esd", "objective:ssd", "objective:csd"):
+    for objective in (
+        "objective:sds",
+        "objective:dsds",
+        "objective:vsd",
+        "objective:esd",
+        "objective:ssd",
+        "objective:csd",
+    ):
         assert objective in text
     dsds = help_text(capsys, ["train", "objective:dsds", "--help"])
     assert "--objective.truncation-start" in dsds and "--objective.truncation-end" in dsds
@@ -44,7 +50,9 @@ def test_objective_is_selected_by_type():
 
 
 def test_flag_aliases_from_the_docs():
-    config = parse_train_args(["--prompt", "a corgi", "--no-debias", "--no-viewer", "--init", "ply", "--init.path", str(SAMPLE)])
+    config = parse_train_args(
+        ["--prompt", "a corgi", "--no-debias", "--no-viewer", "--init", "ply", "--init.path", str(SAMPLE)]
+    )
     assert not config.prompts.debias and not config.viewer.enabled and config.init.path == SAMPLE
 
 
@@ -55,7 +63,9 @@ def test_export_ply_and_splat(tmp_path, capsys):
     assert len(read_splat(tmp_path / "a.splat")) == len(read_ply(SAMPLE))
 
 
-@pytest.mark.parametrize("content", [b"", b"ply\nformat binary_little_endian 1.0\nelement vertex 10\n", b"\x00garbage" * 10])
+@pytest.mark.parametrize(
+    "content", [b"", b"ply\nformat binary_little_endian 1.0\nelement vertex 10\n", b"\x00garbage" * 10]
+)
 def test_bad_input_file_gives_one_line_and_keeps_the_output(tmp_path, capsys, content):
     bad = tmp_path / "bad.ply"
     bad.write_bytes(content)
@@ -87,12 +97,12 @@ def test_debias_missing_lm_is_one_clear_line(tmp_path, capsys):
 def test_out_of_memory_is_reported_with_settings_that_need_less(monkeypatch, tmp_path, capsys):
     import torch
 
-    import splatgen.train
+    import splatgen.train.loop
 
     def exhausted(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(splatgen.train, "train", exhausted)
+    monkeypatch.setattr(splatgen.train.loop, "train", exhausted)
     assert main(["train", "--prompt", "a corgi", "--out", str(tmp_path / "run"), "--batch-size", "4"]) == 2
     printed = " ".join(capsys.readouterr().out.split())
     assert "ran out of memory" in printed and "--batch-size 2" in printed and "--render-size 256" in printed

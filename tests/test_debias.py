@@ -10,7 +10,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # no model hub here: set before huggingface_
 import io
 import json
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
 import torch
@@ -20,9 +20,9 @@ from splatgen.prompts import (
     VIEW_NAMES,
     DebiasConfig,
     EmptyPromptError,
-    PromptConfig,
     LanguageModelUnavailableError,
     MaskedLMViewScorer,
+    PromptConfig,
     ViewRanges,
     ViewScorer,
     build_view_prompts,
@@ -78,7 +78,9 @@ def test_smiling_is_removed_from_the_back_view_only():
     assert result.pmi["smiling"]["front"] == pytest.approx(-math.log((3.0 + math.exp(-1.5)) / 4.0))
     assert result.pmi["dog"] == pytest.approx({view: 0.0 for view in VIEW_NAMES})
     assert scorer.calls[0] == ["a smiling dog", "smiling dog", "a dog", "a smiling", "an object"]
-    assert view_prompts.ranges == ViewRanges(front_max_azimuth=36.62, back_min_azimuth=110.0), "docs/prompt-debiasing.md §4"
+    assert view_prompts.ranges == ViewRanges(front_max_azimuth=36.62, back_min_azimuth=110.0), (
+        "docs/prompt-debiasing.md §4"
+    )
 
 
 def test_pmi_is_log_probability_difference():
@@ -155,7 +157,16 @@ def test_range_adjustment_uses_the_reference_prompt_and_can_be_disabled():
 def test_prompt_words_and_removal_handle_punctuation_and_non_ascii():
     assert prompt_words("a smiling, smiling dog's t-shirt!") == ["a", "smiling", "dog's", "t-shirt"]
     assert prompt_words("Un chien souriant (très mignon), sur une île 東京") == [
-        "Un", "chien", "souriant", "très", "mignon", "sur", "une", "île", "東京"]
+        "Un",
+        "chien",
+        "souriant",
+        "très",
+        "mignon",
+        "sur",
+        "une",
+        "île",
+        "東京",
+    ]
     assert remove_words("a smiling, happy dog", {"smiling"}) == "a happy dog"
     assert remove_words("a dog, smiling", {"smiling"}) == "a dog"
     assert remove_words("a smiling, smiling dog!", {"smiling"}) == "a dog!"
@@ -231,10 +242,16 @@ def test_prompt_config_is_a_tyro_cli_with_documented_fields(capsys):
     with pytest.raises(SystemExit):
         tyro.cli(PromptConfig, args=["--help"])
     helptext = " ".join(capsys.readouterr().out.replace("│", " ").split())
-    for flag, documented in [("--lm", "hub id or a local folder"), ("--template", "one [MASK]"),
-                             ("--threshold", "PMI"), ("--adjust-ranges", "azimuth arcs"),
-                             ("--reference-prompt", "Neutral prompt"), ("--no-debias", "loads no LM"),
-                             ("--range-rule.strength", "Exponent"), ("--ranges.front-max-azimuth", "Front view where")]:
+    for flag, documented in [
+        ("--lm", "hub id or a local folder"),
+        ("--template", "one [MASK]"),
+        ("--threshold", "PMI"),
+        ("--adjust-ranges", "azimuth arcs"),
+        ("--reference-prompt", "Neutral prompt"),
+        ("--no-debias", "loads no LM"),
+        ("--range-rule.strength", "Exponent"),
+        ("--ranges.front-max-azimuth", "Front view where"),
+    ]:
         assert flag in helptext and documented in helptext
 
 
@@ -266,7 +283,9 @@ def tiny_scorer(tiny_mlm_folder) -> MaskedLMViewScorer:
 def test_tiny_mlm_folder_has_the_hub_layout(tiny_mlm_folder, tiny_scorer):
     from transformers import BertForMaskedLM
 
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(os.listdir(tiny_mlm_folder))
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(
+        os.listdir(tiny_mlm_folder)
+    )
     assert isinstance(tiny_scorer.model, BertForMaskedLM)
     vocabulary = tiny_scorer.tokenizer.get_vocab()
     assert len(vocabulary) > 300
@@ -276,9 +295,14 @@ def test_tiny_mlm_folder_has_the_hub_layout(tiny_mlm_folder, tiny_scorer):
     assert len(tiny_scorer.tokenizer.tokenize("smiling")) > 1, "a prompt word that splits into pieces"
 
 
-@pytest.mark.parametrize("prompt", [
-    "a smiling dog", "a colorful toucan with a large beak, front view", "Un chien souriant (très mignon), sur une île 東京!",
-])
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a smiling dog",
+        "a colorful toucan with a large beak, front view",
+        "Un chien souriant (très mignon), sur une île 東京!",
+    ],
+)
 def test_tiny_mlm_runs_end_to_end(tiny_scorer, tiny_mlm_folder, prompt):
     result = run_debias(prompt, DebiasConfig(lm=tiny_mlm_folder), tiny_scorer)
     data = json.loads(json.dumps(result.to_json()))
@@ -326,7 +350,9 @@ def test_multi_piece_view_word_is_scored_as_the_joint_of_its_pieces(tmp_path):
         first_log_probs = model(**encoded).logits[0, first].log_softmax(-1)
         filled = encoded["input_ids"].clone()
         filled[0, first] = over
-        second_log_probs = model(input_ids=filled, attention_mask=encoded["attention_mask"]).logits[0, second].log_softmax(-1)
+        second_log_probs = (
+            model(input_ids=filled, attention_mask=encoded["attention_mask"]).logits[0, second].log_softmax(-1)
+        )
     overhead_joint = float(first_log_probs[over] + second_log_probs[head])
 
     single = tokenizer(["This image is depicting a [MASK] view of a dog"], return_tensors="pt")
@@ -337,7 +363,9 @@ def test_multi_piece_view_word_is_scored_as_the_joint_of_its_pieces(tmp_path):
         [float(single_log_probs[tokenizer.convert_tokens_to_ids(view)]) for view in VIEW_NAMES[:3]] + [overhead_joint],
         dtype=torch.float64,
     )
-    torch.testing.assert_close(scorer.view_log_probabilities(["a dog"])[0], log_joints.log_softmax(-1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        scorer.view_log_probabilities(["a dog"])[0], log_joints.log_softmax(-1), atol=1e-5, rtol=0
+    )
     result = run_debias("a smiling dog", DebiasConfig(), scorer)
     assert intervals_cover_circle_once(result.view_prompts.ranges)
 

@@ -8,13 +8,14 @@ import math
 import pytest
 import torch
 
-from splatgen.cameras import OrbitSampler, sample_cameras
-from splatgen.densify import Densifier, DensifyConfig, DensifyThresholds
 from splatgen.objectives import DSDS, SDS
-from splatgen.optim import OptimConfig, make_optimizers
+from splatgen.objectives.schedules import densify_thresholds
 from splatgen.render import make_backgrounds, rasterize
-from splatgen.scene import BallInit, activate, random_ball
-from splatgen.schedules import densify_thresholds
+from splatgen.scene.cameras import OrbitSampler, sample_cameras
+from splatgen.scene.densify import Densifier, DensifyConfig, DensifyThresholds
+from splatgen.scene.gaussians import activate
+from splatgen.scene.init import BallInit, random_ball
+from splatgen.train.optim import OptimConfig, make_optimizers
 
 REFINE_STEP = 100
 
@@ -56,7 +57,9 @@ def test_a_different_truncation_schedule_changes_the_densification():
     """Same scene, same step: a lower truncation (early in D-SDS's ramp) densifies more Gaussians."""
     splats, _, info = rendered_scene()
     grads = info["means2d"].grad.norm(dim=-1).max(dim=0).values * 16  # pick a base threshold inside the spread
-    densify = DensifyConfig(grow_grad2d=float(grads.median()), refine_every=REFINE_STEP, start_fraction=0.0, stop_fraction=1.0)
+    densify = DensifyConfig(
+        grow_grad2d=float(grads.median()), refine_every=REFINE_STEP, start_fraction=0.0, stop_fraction=1.0
+    )
     gentle = densify_thresholds(densify, DSDS(truncation_start=2.0, truncation_end=8.0), 0.25)
     flat = densify_thresholds(densify, DSDS(truncation_start=8.0, truncation_end=8.0), 0.25)
     assert gentle.grow_grad2d < flat.grow_grad2d
@@ -67,8 +70,14 @@ def test_a_different_truncation_schedule_changes_the_densification():
 
 
 def test_the_cap_keeps_the_largest_gradients():
-    config = DensifyConfig(refine_every=REFINE_STEP, start_fraction=0.0, stop_fraction=1.0, max_gaussians=320, prune_opacity=0.0,
-                           prune_scale3d=10.0)
+    config = DensifyConfig(
+        refine_every=REFINE_STEP,
+        start_fraction=0.0,
+        stop_fraction=1.0,
+        max_gaussians=320,
+        prune_opacity=0.0,
+        prune_scale3d=10.0,
+    )
     report, splats = refine_once(config, DensifyThresholds(grow_grad2d=1e-12, prune_opacity=0.0))
     assert len(splats["means"]) == 320 and report.num_gaussians == 320
     assert report.duplicated + report.split == 20 and report.capped > 0

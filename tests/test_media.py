@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-import splatgen.media as media
+import splatgen.render.turntable as media
 from splatgen.errors import SplatgenError
 from splatgen.io import read_ply
-from splatgen.scene import Gaussians
+from splatgen.scene.gaussians import Gaussians
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "assets" / "sample.ply"
@@ -36,7 +36,13 @@ def load_sample_script():
 def test_turntable_writes_mp4_and_views(sample: Gaussians, tmp_path: Path) -> None:
     calls = []
     result = media.render_turntable(
-        sample, tmp_path / "out", num_frames=8, grid_views=4, grid_columns=2, progress=lambda *a: calls.append(a), **RENDER,
+        sample,
+        tmp_path / "out",
+        num_frames=8,
+        grid_views=4,
+        grid_columns=2,
+        progress=lambda *a: calls.append(a),
+        **RENDER,
     )
     assert result.video == tmp_path / "out" / "turntable.mp4" and result.note == ""
     data = result.video.read_bytes()
@@ -53,7 +59,9 @@ def test_turntable_writes_mp4_and_views(sample: Gaussians, tmp_path: Path) -> No
 
 def test_front_and_back_of_the_sample_differ(sample: Gaussians, tmp_path: Path) -> None:
     """The sample asset is yellow with a face on +z and blue on the back; azimuth 0 must show the front."""
-    result = media.render_turntable(sample, tmp_path, num_frames=4, grid_views=2, grid_columns=2, labels=False, **RENDER)
+    result = media.render_turntable(
+        sample, tmp_path, num_frames=4, grid_views=2, grid_columns=2, labels=False, **RENDER
+    )
     views = np.asarray(Image.open(result.views).convert("RGB"), dtype=np.float32)  # [32, 64, 3]
     front, back = views[8:24, 8:24], views[8:24, 40:56]  # tile centres
     assert front[..., 0].mean() > front[..., 2].mean() + 0.3 * 255  # yellow
@@ -63,7 +71,14 @@ def test_front_and_back_of_the_sample_differ(sample: Gaussians, tmp_path: Path) 
 def test_grid_rendered_separately_when_frames_do_not_divide(sample: Gaussians, tmp_path: Path) -> None:
     calls = []
     result = media.render_turntable(
-        sample, tmp_path, num_frames=3, grid_views=4, grid_columns=4, background="black", progress=lambda *a: calls.append(a), **RENDER,
+        sample,
+        tmp_path,
+        num_frames=3,
+        grid_views=4,
+        grid_columns=4,
+        background="black",
+        progress=lambda *a: calls.append(a),
+        **RENDER,
     )
     assert calls[-1] == (7, 7)
     with Image.open(result.views) as views:

@@ -20,7 +20,7 @@ from splatgen.objectives import (
     reparameterised_loss,
     timestep_weights,
 )
-from splatgen.schedules import TimestepSchedule
+from splatgen.objectives.schedules import TimestepSchedule
 
 BATCH, CHANNELS, HEIGHT, WIDTH = 4, 4, 8, 8
 
@@ -81,7 +81,9 @@ def test_sds_decomposes_into_disengaging_seeking_and_variance_reduction(s):
 
 def test_sds_at_scale_one_is_pure_mode_seeking():
     inputs = random_inputs(seed=2)
-    torch.testing.assert_close(SDS(guidance_scale=1.0).gradient(inputs), sds_weight(inputs) * (inputs.eps_cond - inputs.noise))
+    torch.testing.assert_close(
+        SDS(guidance_scale=1.0).gradient(inputs), sds_weight(inputs) * (inputs.eps_cond - inputs.noise)
+    )
 
 
 # -- D-SDS -------------------------------------------------------------------------------------
@@ -171,7 +173,9 @@ def ssd_reference(inputs: ScoreInputs, guidance_scale: float, threshold_timestep
         if int(inputs.timesteps[b]) < threshold_timestep:
             h = torch.dot(eps_y.flatten(), eps.flatten()) / torch.dot(eps.flatten(), eps.flatten())
             mode_seeking = eps_y - h * eps
-            estimator = mode_seeking * torch.linalg.vector_norm(mode_disengaging) / torch.linalg.vector_norm(mode_seeking)
+            estimator = (
+                mode_seeking * torch.linalg.vector_norm(mode_disengaging) / torch.linalg.vector_norm(mode_seeking)
+            )
         else:
             estimator = mode_disengaging
         w = 1.0 - inputs.alphas_cumprod[inputs.timesteps[b]]
@@ -197,7 +201,10 @@ def test_ssd_with_zero_threshold_is_csd_exactly():
     for seed in range(3):
         inputs = random_inputs(seed=seed, timesteps=[0, 20, 500, 980])
         for scale in (1.0, 7.5):
-            assert torch.equal(SSD(guidance_scale=scale, threshold_timestep=0).gradient(inputs), CSD(guidance_scale=scale).gradient(inputs))
+            assert torch.equal(
+                SSD(guidance_scale=scale, threshold_timestep=0).gradient(inputs),
+                CSD(guidance_scale=scale).gradient(inputs),
+            )
 
 
 def test_csd_matches_classifier_score_distillation():
@@ -285,7 +292,10 @@ class _Config:
 def test_tyro_selects_objectives_by_subcommand():
     parsed = tyro.cli(_Config, args=["objective:dsds", "--objective.truncation-end", "8"])
     assert parsed.objective == DSDS(truncation_end=8.0)
-    parsed = tyro.cli(_Config, args=["objective:esd", "--objective.entropy-weight", "0.25", "--objective.timesteps.annealing", "linear"])
+    parsed = tyro.cli(
+        _Config,
+        args=["objective:esd", "--objective.entropy-weight", "0.25", "--objective.timesteps.annealing", "linear"],
+    )
     assert isinstance(parsed.objective, ESD) and parsed.objective.entropy_weight == 0.25
     assert parsed.objective.timesteps.annealing == "linear"
     for name, kind in [("sds", SDS), ("vsd", VSD), ("ssd", SSD), ("csd", CSD)]:

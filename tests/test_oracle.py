@@ -7,12 +7,11 @@ import importlib.util
 import json
 
 import torch
+from conftest import REPO
 
-from splatgen.cameras import OrbitSampler, sample_cameras
 from splatgen.io.ply import read_ply
 from splatgen.prior.oracle import OraclePrior
-
-from conftest import REPO
+from splatgen.scene.cameras import OrbitSampler, sample_cameras
 
 SAMPLE = REPO / "assets" / "sample.ply"
 
@@ -33,13 +32,18 @@ def test_oracle_noise_prediction_recovers_the_target():
     noise = torch.randn(x_target.shape, generator=torch.Generator().manual_seed(1))
     abar = prior.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
     noisy = abar.sqrt() * x_target + (1 - abar).sqrt() * noise
-    torch.testing.assert_close(prior.predict_noise(noisy, timesteps, prior.embed_prompts(["", ""]), cameras), noise, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        prior.predict_noise(noisy, timesteps, prior.embed_prompts(["", ""]), cameras), noise, atol=1e-4, rtol=1e-4
+    )
 
 
 def test_oracle_fit_reconstructs_the_sample_asset(tmp_path, capsys):
     """A short fit (the script's full default reaches ~39 dB; see the closing note / BENCHMARKS)."""
     script = load_script()
-    assert script.main(["--target", str(SAMPLE), "--out", str(tmp_path / "fit"), "--steps", "60", "--resolution", "48"]) == 0
+    assert (
+        script.main(["--target", str(SAMPLE), "--out", str(tmp_path / "fit"), "--steps", "60", "--resolution", "48"])
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["psnr"] >= 20.0, summary
     assert len(summary["psnr_per_view"]) >= 8 and summary["seconds"] > 0

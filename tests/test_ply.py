@@ -23,15 +23,38 @@ from splatgen.io import (
     write_splat,
 )
 from splatgen.io.splat import SPLAT_RECORD
-from splatgen.scene import SH_C0, Gaussians, num_sh_bases
+from splatgen.scene.gaussians import SH_C0, Gaussians, num_sh_bases
 
 KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 
 # The vertex properties of INRIA's `save_ply` (gaussian_model.py `construct_list_of_attributes`), SH degree 1.
 INRIA_PROPERTIES_SH1 = [
-    "x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2",
-    "f_rest_0", "f_rest_1", "f_rest_2", "f_rest_3", "f_rest_4", "f_rest_5", "f_rest_6", "f_rest_7", "f_rest_8",
-    "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3",
+    "x",
+    "y",
+    "z",
+    "nx",
+    "ny",
+    "nz",
+    "f_dc_0",
+    "f_dc_1",
+    "f_dc_2",
+    "f_rest_0",
+    "f_rest_1",
+    "f_rest_2",
+    "f_rest_3",
+    "f_rest_4",
+    "f_rest_5",
+    "f_rest_6",
+    "f_rest_7",
+    "f_rest_8",
+    "opacity",
+    "scale_0",
+    "scale_1",
+    "scale_2",
+    "rot_0",
+    "rot_1",
+    "rot_2",
+    "rot_3",
 ]
 
 
@@ -41,7 +64,9 @@ def random_gaussians(n: int, degree: int, seed: int = 0) -> Gaussians:
     def randn(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=generator)
 
-    return Gaussians(randn(n, 3), randn(n, 3) - 3, randn(n, 4), randn(n), randn(n, 1, 3), randn(n, num_sh_bases(degree) - 1, 3))
+    return Gaussians(
+        randn(n, 3), randn(n, 3) - 3, randn(n, 4), randn(n), randn(n, 1, 3), randn(n, num_sh_bases(degree) - 1, 3)
+    )
 
 
 def assert_bit_exact(actual: Gaussians, expected: Gaussians) -> None:
@@ -67,7 +92,16 @@ def write_vertex_ply(path: Path, columns: dict[str, np.ndarray], extra_elements:
 def inria_columns(n: int, rest_count: int, normals: bool = True) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(1)
     names = ["x", "y", "z"] + (["nx", "ny", "nz"] if normals else []) + ["f_dc_0", "f_dc_1", "f_dc_2"]
-    names += [f"f_rest_{i}" for i in range(rest_count)] + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    names += [f"f_rest_{i}" for i in range(rest_count)] + [
+        "opacity",
+        "scale_0",
+        "scale_1",
+        "scale_2",
+        "rot_0",
+        "rot_1",
+        "rot_2",
+        "rot_3",
+    ]
     return {name: rng.standard_normal(n).astype(np.float32) for name in names}
 
 
@@ -150,7 +184,8 @@ def test_reads_inria_written_file_sh3(tmp_path: Path) -> None:
     f_rest = expected.shN.transpose(1, 2).flatten(start_dim=1).numpy()  # [N, 45]
     opacities = expected.opacities[:, None].numpy()  # [N, 1]
     attributes = np.concatenate(
-        (expected.means.numpy(), normals, f_dc, f_rest, opacities, expected.scales.numpy(), expected.quats.numpy()), axis=1
+        (expected.means.numpy(), normals, f_dc, f_rest, opacities, expected.scales.numpy(), expected.quats.numpy()),
+        axis=1,
     )
     names = INRIA_PROPERTIES_SH1[:9] + [f"f_rest_{i}" for i in range(45)] + INRIA_PROPERTIES_SH1[-8:]
     elements = np.empty(n, dtype=[(name, "f4") for name in names])
@@ -330,12 +365,21 @@ def test_atomic_helpers(tmp_path: Path) -> None:
 def reference_splat_bytes(ply_path: Path) -> bytes:
     """antimatter15/splat convert.py's per-vertex loop, restated for the test."""
     vertex = plyfile.PlyData.read(str(ply_path))["vertex"]
-    order = np.argsort(-np.exp(vertex["scale_0"] + vertex["scale_1"] + vertex["scale_2"]) / (1 + np.exp(-vertex["opacity"])))
+    order = np.argsort(
+        -np.exp(vertex["scale_0"] + vertex["scale_1"] + vertex["scale_2"]) / (1 + np.exp(-vertex["opacity"]))
+    )
     chunks = []
     for index in order:
         v = vertex[index]
         rot = np.array([v["rot_0"], v["rot_1"], v["rot_2"], v["rot_3"]], dtype=np.float32)
-        color = np.array([0.5 + SH_C0 * v["f_dc_0"], 0.5 + SH_C0 * v["f_dc_1"], 0.5 + SH_C0 * v["f_dc_2"], 1 / (1 + np.exp(-v["opacity"]))])
+        color = np.array(
+            [
+                0.5 + SH_C0 * v["f_dc_0"],
+                0.5 + SH_C0 * v["f_dc_1"],
+                0.5 + SH_C0 * v["f_dc_2"],
+                1 / (1 + np.exp(-v["opacity"])),
+            ]
+        )
         chunks += [
             np.array([v["x"], v["y"], v["z"]], dtype=np.float32).tobytes(),
             np.exp(np.array([v["scale_0"], v["scale_1"], v["scale_2"]], dtype=np.float32)).tobytes(),

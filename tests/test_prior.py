@@ -21,9 +21,7 @@ import torch
 from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 from safetensors.torch import load_file
 
-from splatgen.cameras import OrbitSampler, sample_cameras
 from splatgen.errors import SplatgenError
-from splatgen.tiny_models import is_complete_mlm_folder
 from splatgen.prior import DiffusionPrior, guided_noise_predictions
 from splatgen.prior.loading import (
     MIRRORS,
@@ -36,6 +34,8 @@ from splatgen.prior.loading import (
 from splatgen.prior.lora import ADAPTER_NAME, LoraScore, LoraScoreConfig, camera_conditions, drop_cameras
 from splatgen.prior.stable_diffusion import StableDiffusionConfig, StableDiffusionPrior
 from splatgen.prior.tiny import is_complete_sd_folder, make_tiny_stable_diffusion
+from splatgen.scene.cameras import OrbitSampler, sample_cameras
+from splatgen.tiny_models import is_complete_mlm_folder
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 64
@@ -56,7 +56,9 @@ def tiny_sd(tmp_path_factory) -> Path:
 
 
 def load_prior(folder: Path, **overrides) -> StableDiffusionPrior:
-    return StableDiffusionPrior.from_config(StableDiffusionConfig(model=str(folder), image_size=IMAGE_SIZE, **overrides), "cpu")
+    return StableDiffusionPrior.from_config(
+        StableDiffusionConfig(model=str(folder), image_size=IMAGE_SIZE, **overrides), "cpu"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,10 @@ def cameras_for(batch: int, seed: int = 0):
 def test_tiny_folder_has_the_diffusers_layout_and_is_small(tiny_sd):
     assert is_complete_sd_folder(tiny_sd)
     index = json.loads((tiny_sd / "model_index.json").read_text())
-    assert index["unet"] == ["diffusers", "UNet2DConditionModel"] and index["tokenizer"] == ["transformers", "CLIPTokenizer"]
+    assert index["unet"] == ["diffusers", "UNet2DConditionModel"] and index["tokenizer"] == [
+        "transformers",
+        "CLIPTokenizer",
+    ]
     files = [path for path in tiny_sd.rglob("*") if path.is_file()]
     assert not [path for path in files if path.suffix in (".bin", ".pt", ".ckpt")]
     assert sum(path.stat().st_size for path in files) < 5e6
@@ -332,12 +337,22 @@ def test_lora_state_round_trip_includes_the_optimiser(tiny_sd):
     score_b.load_state_dict(score_a.state_dict())
     _, timesteps, _ = noisy_batch(prior_a, 2)
     conditions = camera_conditions(cameras)
-    torch.testing.assert_close(score_b.predict(latents, timesteps, embeddings, conditions),
-                               score_a.predict(latents, timesteps, embeddings, conditions), rtol=0, atol=0)
-    losses = [score.train_step(latents, embeddings, cameras, torch.Generator().manual_seed(9)) for score in (score_a, score_b)]
+    torch.testing.assert_close(
+        score_b.predict(latents, timesteps, embeddings, conditions),
+        score_a.predict(latents, timesteps, embeddings, conditions),
+        rtol=0,
+        atol=0,
+    )
+    losses = [
+        score.train_step(latents, embeddings, cameras, torch.Generator().manual_seed(9)) for score in (score_a, score_b)
+    ]
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
-    torch.testing.assert_close(score_b.predict(latents, timesteps, embeddings, conditions),
-                               score_a.predict(latents, timesteps, embeddings, conditions), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        score_b.predict(latents, timesteps, embeddings, conditions),
+        score_a.predict(latents, timesteps, embeddings, conditions),
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_lora_keeps_fp32_weights_on_a_bf16_unet(tiny_sd):
@@ -349,7 +364,9 @@ def test_lora_keeps_fp32_weights_on_a_bf16_unet(tiny_sd):
     assert loss == loss  # not NaN
     assert prior.predict_noise(latents, timesteps, embeddings).dtype == torch.float32
     assert all(parameter.dtype == torch.float32 for parameter in lora.camera_embedding.parameters())
-    assert all(group_param.dtype == torch.float32 for group in lora.optimizer.param_groups for group_param in group["params"])
+    assert all(
+        group_param.dtype == torch.float32 for group in lora.optimizer.param_groups for group_param in group["params"]
+    )
 
 
 def test_second_lora_on_the_same_prior_is_refused(tiny_sd):
@@ -371,7 +388,12 @@ def test_sd21_base_configs_parse_and_build_on_the_meta_device():
     assert (text["hidden_size"], text["num_hidden_layers"], text["vocab_size"]) == (1024, 23, 49408)
     scheduler = read_sd21_base_config("scheduler")
     assert (scheduler["beta_schedule"], scheduler["prediction_type"]) == ("scaled_linear", "epsilon")
-    assert sorted(path.parent.name for path in SD21_BASE_CONFIGS.rglob("*.json")) == ["scheduler", "text_encoder", "unet", "vae"]
+    assert sorted(path.parent.name for path in SD21_BASE_CONFIGS.rglob("*.json")) == [
+        "scheduler",
+        "text_encoder",
+        "unet",
+        "vae",
+    ]
     components = random_sd21_base_components(device="meta")
     modules = (components.unet, components.vae, components.text_encoder)
     counts = [sum(parameter.numel() for parameter in module.parameters()) for module in modules]

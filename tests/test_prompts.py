@@ -25,7 +25,9 @@ from splatgen.prompts import (
 from splatgen.prompts.views import intervals_cover_circle_once
 
 
-def _views_at(azimuths: list[float], elevations: list[float] | float = 0.0, ranges: ViewRanges = ViewRanges()) -> list[str]:
+def _views_at(
+    azimuths: list[float], elevations: list[float] | float = 0.0, ranges: ViewRanges = ViewRanges()
+) -> list[str]:
     azimuth = torch.tensor(azimuths)
     elevation = torch.tensor(elevations) if isinstance(elevations, list) else torch.full_like(azimuth, elevations)
     return view_names(assign_views(azimuth, elevation, ranges))
@@ -33,8 +35,22 @@ def _views_at(azimuths: list[float], elevations: list[float] | float = 0.0, rang
 
 def test_assign_views_at_boundary_azimuths():
     azimuths = [0.0, 44.9, 45.1, -44.9, -45.1, 90.0, 134.9, 135.1, -135.1, 179.9, -180.0, 180.0, 359.0, -359.0]
-    expected = ["front", "front", "side", "front", "side", "side", "side", "back", "back", "back", "back", "back",
-                "front", "front"]
+    expected = [
+        "front",
+        "front",
+        "side",
+        "front",
+        "side",
+        "side",
+        "side",
+        "back",
+        "back",
+        "back",
+        "back",
+        "back",
+        "front",
+        "front",
+    ]
     assert _views_at(azimuths) == expected
 
 
@@ -47,7 +63,12 @@ def test_assign_views_overhead_above_60_degrees_wins_at_any_azimuth():
 def test_assign_views_uses_configured_ranges_and_accepts_view_prompts():
     ranges = ViewRanges(front_max_azimuth=30.0, back_min_azimuth=150.0, overhead_min_elevation=45.0)
     assert _views_at([29.0, 31.0, 149.0, 151.0, 0.0], [0, 0, 0, 0, 46.0], ranges) == [
-        "front", "side", "side", "back", "overhead"]
+        "front",
+        "side",
+        "side",
+        "back",
+        "overhead",
+    ]
     view_prompts = plain_view_prompts("a dog", ranges=ranges)
     indices = assign_views(torch.tensor([29.0, 151.0]), torch.zeros(2), view_prompts)
     assert view_prompts.prompts_for(indices) == ["a dog, front view", "a dog, back view"]
@@ -110,7 +131,11 @@ def test_view_prompts_json_structure_and_round_trip():
     assert data["views"]["side"]["azimuth"] == [[40.0, 140.0], [-140.0, -40.0]]
     assert data["views"]["back"]["azimuth"] == [[140.0, 180.0], [-180.0, -140.0]]
     assert data["views"]["overhead"] == {
-        "prompt": "a dog, overhead view", "removed": [], "azimuth": [[-180.0, 180.0]], "elevation": [60.0, 90.0]}
+        "prompt": "a dog, overhead view",
+        "removed": [],
+        "azimuth": [[-180.0, 180.0]],
+        "elevation": [60.0, 90.0],
+    }
     assert data["views"]["front"]["elevation"] == [-90.0, 60.0]
     assert ViewPrompts.from_json(data) == view_prompts
 
@@ -161,7 +186,9 @@ def _distribution(front: float, side: float, back: float, overhead: float = 0.05
 NEUTRAL = _distribution(0.4, 0.35, 0.2)
 
 
-@pytest.mark.parametrize("base", [ViewRanges(), ViewRanges(30.0, 150.0), ViewRanges(10.0, 100.0), ViewRanges(80.0, 95.0)])
+@pytest.mark.parametrize(
+    "base", [ViewRanges(), ViewRanges(30.0, 150.0), ViewRanges(10.0, 100.0), ViewRanges(80.0, 95.0)]
+)
 def test_range_rule_is_identity_when_the_prompt_is_neutral(base):
     assert adjust_azimuth_ranges(NEUTRAL, NEUTRAL, base) == base
     uniform = torch.full((4,), 0.25, dtype=torch.float64)
@@ -214,8 +241,10 @@ def test_range_rule_strength_zero_and_worked_example():
     assert adjust_azimuth_ranges(front_heavy, reference, rule=RangeRule(strength=0.0)) == ViewRanges()
     ranges = adjust_azimuth_ranges(front_heavy, reference)
     # docs/prompt-debiasing.md: widths 45, 90, 45 scaled by exp(-0.5 x soft-thresholded log-ratios).
-    excess = [math.copysign(max(abs(math.log(p / q)) - 0.1, 0.0), math.log(p / q))
-              for p, q in [(0.6, 0.3), (0.25, 0.4), (0.15, 0.3)]]
+    excess = [
+        math.copysign(max(abs(math.log(p / q)) - 0.1, 0.0), math.log(p / q))
+        for p, q in [(0.6, 0.3), (0.25, 0.4), (0.15, 0.3)]
+    ]
     widths = [width * math.exp(-0.5 * value) for width, value in zip((45.0, 90.0, 45.0), excess)]
     scale = 180.0 / sum(widths)
     assert ranges.front_max_azimuth == pytest.approx(round(widths[0] * scale, 2))
@@ -225,7 +254,12 @@ def test_range_rule_strength_zero_and_worked_example():
 
 
 def test_range_rule_validation():
-    for rule in (RangeRule(strength=-1.0), RangeRule(min_half_width=0.0), RangeRule(max_half_width=90.0),
-                 RangeRule(min_half_width=50.0, max_half_width=40.0), RangeRule(tolerance=-0.1)):
+    for rule in (
+        RangeRule(strength=-1.0),
+        RangeRule(min_half_width=0.0),
+        RangeRule(max_half_width=90.0),
+        RangeRule(min_half_width=50.0, max_half_width=40.0),
+        RangeRule(tolerance=-0.1),
+    ):
         with pytest.raises(ValueError):
             adjust_azimuth_ranges(NEUTRAL, NEUTRAL, ViewRanges(), rule)

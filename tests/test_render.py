@@ -13,7 +13,6 @@ import pytest
 import torch
 from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci, _spherical_harmonics
 
-from splatgen.cameras import CameraBatch, evaluation_orbit, make_cameras
 from splatgen.render import make_backgrounds, rasterize
 from splatgen.render.torch_backend import (
     ALPHA_THRESHOLD,
@@ -22,7 +21,9 @@ from splatgen.render.torch_backend import (
     project_gaussians,
     rasterize_torch,
 )
-from splatgen.scene import ActivatedGaussians, BallInit, activate, random_ball
+from splatgen.scene.cameras import CameraBatch, evaluation_orbit, make_cameras
+from splatgen.scene.gaussians import ActivatedGaussians, activate
+from splatgen.scene.init import BallInit, random_ball
 
 torch.set_num_threads(2)
 
@@ -65,8 +66,14 @@ def dense_render(
         gaussians.means, covars, cameras.viewmats, cameras.Ks, cameras.width, cameras.height
     )
     radii = project_gaussians(
-        gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, cameras.viewmats, cameras.Ks,
-        cameras.width, cameras.height,
+        gaussians.means,
+        gaussians.quats,
+        gaussians.scales,
+        gaussians.opacities,
+        cameras.viewmats,
+        cameras.Ks,
+        cameras.width,
+        cameras.height,
     ).radii
     campos = torch.linalg.inv(cameras.viewmats)[:, :3, 3]
     directions = gaussians.means[None] - campos[:, None]
@@ -105,7 +112,14 @@ def test_projection_matches_gsplat_reference():
         gaussians.means, covars, cameras.viewmats, cameras.Ks, cameras.width, cameras.height
     )
     ours = project_gaussians(
-        gaussians.means, gaussians.quats, gaussians.scales, None, cameras.viewmats, cameras.Ks, cameras.width, cameras.height
+        gaussians.means,
+        gaussians.quats,
+        gaussians.scales,
+        None,
+        cameras.viewmats,
+        cameras.Ks,
+        cameras.width,
+        cameras.height,
     )
     visible = (ref_radii > 0).all(dim=-1)
     assert visible.sum() > 100 and (~visible).sum() > 20
@@ -153,7 +167,10 @@ def test_tiled_render_matches_dense_compositor(sh_degree, background):
 
 def test_tiled_gradients_match_dense_compositor():
     """Across many tiles and cameras, in float64: the tiling (binning, padding, scatter) leaves gradients exact."""
-    splats = {key: value.detach().double().requires_grad_(True) for key, value in random_splats(150, sh_degree=3, seed=2).items()}
+    splats = {
+        key: value.detach().double().requires_grad_(True)
+        for key, value in random_splats(150, sh_degree=3, seed=2).items()
+    }
     cameras = three_cameras()
     cameras.viewmats, cameras.Ks = cameras.viewmats.double(), cameras.Ks.double()
     backgrounds = make_backgrounds("random", len(cameras), torch.Generator().manual_seed(3)).double()
@@ -220,7 +237,9 @@ def test_early_stop_matches_dense_compositor():
 
 def gradcheck_scene() -> tuple[dict[str, torch.Tensor], CameraBatch]:
     """Four broad Gaussians covering an 8x8 view, in float64: every pixel sees every Gaussian."""
-    means = torch.tensor([[0.0, 0.0, 0.0], [0.12, -0.08, 0.2], [-0.15, 0.1, -0.1], [0.05, 0.15, 0.3]], dtype=torch.float64)
+    means = torch.tensor(
+        [[0.0, 0.0, 0.0], [0.12, -0.08, 0.2], [-0.15, 0.1, -0.1], [0.05, 0.15, 0.3]], dtype=torch.float64
+    )
     scales = torch.tensor([[0.5, 0.3, 0.4], [0.3, 0.5, 0.4], [0.4, 0.4, 0.6], [0.5, 0.3, 0.3]], dtype=torch.float64)
     quats = torch.tensor(
         [[1.0, 0.2, -0.1, 0.3], [0.9, -0.3, 0.2, 0.1], [1.0, 0.0, 0.4, -0.2], [0.8, 0.1, 0.1, 0.5]], dtype=torch.float64

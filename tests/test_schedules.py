@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from splatgen.objectives import DSDS, SDS, SSD
-from splatgen.schedules import (
+from splatgen.objectives.schedules import (
     TimestepSchedule,
     linear_ramp,
     sample_timesteps,

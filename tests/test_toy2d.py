@@ -54,7 +54,9 @@ def test_closed_form_noise_prediction_is_minus_scaled_score():
         abar = alphas_cumprod[t]
         noisy = torch.randn(32, 2, generator=generator, dtype=torch.float64).requires_grad_(True)
         diffused = toy2d.GaussianMixture(
-            prior.unconditional.means * abar.sqrt(), (abar * prior.unconditional.stds**2 + 1 - abar).sqrt(), prior.unconditional.weights
+            prior.unconditional.means * abar.sqrt(),
+            (abar * prior.unconditional.stds**2 + 1 - abar).sqrt(),
+            prior.unconditional.weights,
         )
         (score,) = torch.autograd.grad(toy2d.mixture_log_density(diffused, noisy).sum(), noisy)
         expected = -(1 - abar).sqrt() * score
@@ -112,9 +114,22 @@ def test_esd_keeps_particles_spread_where_sds_collapses():
 def test_cli_prints_json_with_final_positions_last():
     environment = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     command = [sys.executable, str(ROOT / "scripts" / "toy2d.py"), "--objective", "dsds", "--mixture", str(SSD_MIXTURE)]
-    command += ["--init", "0.5,-0.5", "--steps", "20", "--seed", "3", "--particles", "4", "--override", "truncation_end=4"]
+    command += [
+        "--init",
+        "0.5,-0.5",
+        "--steps",
+        "20",
+        "--seed",
+        "3",
+        "--particles",
+        "4",
+        "--override",
+        "truncation_end=4",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120, check=True)
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(report["final"]) == 4 and all(len(point) == 2 and all(math.isfinite(v) for v in point) for point in report["final"])
+    assert len(report["final"]) == 4 and all(
+        len(point) == 2 and all(math.isfinite(v) for v in point) for point in report["final"]
+    )
     assert report["objective"] == "dsds" and report["overrides"] == ["truncation_end=4"]
     assert len(report["distance_to_conditional_mode"]) == 4

@@ -15,14 +15,14 @@ import torch
 from rich.console import Console
 
 from splatgen.cli import main, parse_train_args
-from splatgen.config import TrainConfig
-from splatgen.config_io import from_dict, load_yaml, to_dict
 from splatgen.errors import SplatgenError
+from splatgen.io.config_file import from_dict, load_yaml, to_dict
 from splatgen.io.ply import read_ply
 from splatgen.objectives import CSD, DSDS, ESD, SDS, SSD, VSD
-from splatgen.scene import random_ball
-from splatgen.setup import load_prior
-from splatgen.train import TrainingDiverged, train
+from splatgen.scene.init import random_ball
+from splatgen.train.assemble import load_prior
+from splatgen.train.config import TrainConfig
+from splatgen.train.loop import TrainingDiverged, train
 from splatgen.viewer import ViewerConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,9 +31,16 @@ QUIET = Console(file=open(os.devnull, "w"), width=120)
 
 def tiny_config(out: Path, **changes) -> TrainConfig:
     """The smoke preset, shortened: 12 steps with one refinement (step 10) and checkpoints every 4."""
-    base = from_dict(TrainConfig, load_yaml(REPO / "configs" / "smoke.yaml"))
-    settings = dict(prompt="a red apple", out=out, steps=12, video_frames=0, checkpoint_every=4, log_every=4,
-                    viewer=ViewerConfig(enabled=False))
+    base = from_dict(TrainConfig, load_yaml(REPO / "splatgen" / "presets" / "smoke.yaml"))
+    settings = dict(
+        prompt="a red apple",
+        out=out,
+        steps=12,
+        video_frames=0,
+        checkpoint_every=4,
+        log_every=4,
+        viewer=ViewerConfig(enabled=False),
+    )
     settings.update(changes)
     return replace(base, **settings)
 
@@ -49,7 +56,9 @@ def test_smoke_preset_runs_the_whole_pipeline(tmp_path, tiny_models, capsys):
     assert len(asset) > 0 and bool(asset.finite_mask().all())
     assert "step 60/60" in printed and "done: 60 steps" in printed  # plain progress lines when not a terminal
     reloaded = parse_train_args(["--resume", str(out)])
-    assert to_dict(replace(reloaded, resume=None, out=out)) == to_dict(replace(from_dict(TrainConfig, load_yaml(out / "config.yaml")), out=out))
+    assert to_dict(replace(reloaded, resume=None, out=out)) == to_dict(
+        replace(from_dict(TrainConfig, load_yaml(out / "config.yaml")), out=out)
+    )
     checkpoint = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["step"] == 60
 
@@ -57,7 +66,9 @@ def test_smoke_preset_runs_the_whole_pipeline(tmp_path, tiny_models, capsys):
 @pytest.mark.parametrize("objective", [SDS(), DSDS(), VSD(), ESD(), SSD(), CSD()], ids=lambda o: type(o).__name__)
 def test_every_objective_moves_the_gaussians_without_nan(tmp_path, tiny_models, objective):
     config = tiny_config(tmp_path / "run", steps=4, objective=objective)
-    initial = random_ball(config.init, config.sh_degree, torch.Generator().manual_seed(config.seed))  # the loop's first draw
+    initial = random_ball(
+        config.init, config.sh_degree, torch.Generator().manual_seed(config.seed)
+    )  # the loop's first draw
     result = train(config, console=QUIET)
     asset = read_ply(result.ply_path)
     assert result.steps_completed == 4 and result.skipped_steps == 0
@@ -92,7 +103,9 @@ def test_ctrl_c_saves_and_resume_continues_exactly(tmp_path, tiny_models):
     assert torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)["step"] == 5
     assert bool(read_ply(stopped.ply_path).finite_mask().all())  # the asset so far
 
-    resumed = train(parse_train_args(["--resume", str(tmp_path / "split"), "--video-frames", "0", "--no-viewer"]), console=QUIET)
+    resumed = train(
+        parse_train_args(["--resume", str(tmp_path / "split"), "--video-frames", "0", "--no-viewer"]), console=QUIET
+    )
     assert not resumed.interrupted and resumed.steps_completed == 7
     assert torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)["step"] == 12
     assert resumed.ply_path.read_bytes() == uninterrupted.ply_path.read_bytes()
@@ -100,10 +113,30 @@ def test_ctrl_c_saves_and_resume_continues_exactly(tmp_path, tiny_models):
 
 def test_ctrl_c_from_the_terminal_exits_cleanly(tmp_path, tiny_models):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "splatgen.cli", "train", "--preset", "smoke", "--prompt", "a red apple",
-               "--out", str(out), "--steps", "2000", "--log-every", "1", "--no-viewer"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "splatgen.cli",
+        "train",
+        "--preset",
+        "smoke",
+        "--prompt",
+        "a red apple",
+        "--out",
+        str(out),
+        "--steps",
+        "2000",
+        "--log-every",
+        "1",
+        "--no-viewer",
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     lines = []
     for line in process.stdout:
         lines.append(line)
@@ -187,8 +220,12 @@ def test_existing_run_is_not_overwritten(tmp_path, tiny_models):
 
 
 def test_csd_negative_term_uses_a_third_prompt_batch(tmp_path, tiny_models):
-    config = tiny_config(tmp_path / "run", steps=2, objective=CSD(negative_weight=0.5),
-                         prior=replace(tiny_config(tmp_path).prior, negative_prompt="blurry, low quality"))
+    config = tiny_config(
+        tmp_path / "run",
+        steps=2,
+        objective=CSD(negative_weight=0.5),
+        prior=replace(tiny_config(tmp_path).prior, negative_prompt="blurry, low quality"),
+    )
     calls = []
     prior = load_prior(config, torch.device("cpu"), QUIET)
     original = prior.predict_noise

@@ -12,8 +12,8 @@ import math
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -34,10 +34,10 @@ from browser import (
 from rich.console import Console
 
 import splatgen.viewer.standalone as standalone
-from splatgen.cameras import evaluation_orbit, make_cameras
 from splatgen.errors import BadAssetFile, OutputError
 from splatgen.io.ply import read_ply, write_ply
-from splatgen.scene import SPLAT_KEYS, Gaussians, sh0_to_rgb
+from splatgen.scene.cameras import evaluation_orbit, make_cameras
+from splatgen.scene.gaussians import SPLAT_KEYS, Gaussians, sh0_to_rgb
 from splatgen.viewer import LiveViewer, TrainingSnapshot, ViewerConfig, serve_ply
 from splatgen.viewer.convert import covariances_from_raw, frustum_poses, quats_to_rotations, splat_arrays
 from splatgen.viewer.demo import DemoConfig, SimulatedTraining, marker_ball, run_demo
@@ -56,8 +56,15 @@ def as_splats(gaussians: Gaussians) -> dict[str, torch.Tensor]:
 
 def snapshot_of(splats: dict[str, torch.Tensor], step: int = 5, cameras=None, view_prompts=None) -> TrainingSnapshot:
     return TrainingSnapshot(
-        step=step, total_steps=100, loss=0.25, num_gaussians=splats["means"].shape[0], truncation=2.5,
-        timestep_range=(20, 980), splats=splats, cameras=cameras, view_prompts=view_prompts,
+        step=step,
+        total_steps=100,
+        loss=0.25,
+        num_gaussians=splats["means"].shape[0],
+        truncation=2.5,
+        timestep_range=(20, 980),
+        splats=splats,
+        cameras=cameras,
+        view_prompts=view_prompts,
     )
 
 
@@ -123,7 +130,11 @@ def test_splat_arrays_activate_and_drop_nonfinite_rows() -> None:
     splats["means"][2, 0] = float("nan")
     arrays = splat_arrays(splats)
     assert len(arrays) == 9
-    assert arrays.centers.dtype == np.float32 and arrays.covariances.shape == (9, 3, 3) and arrays.opacities.shape == (9, 1)
+    assert (
+        arrays.centers.dtype == np.float32
+        and arrays.covariances.shape == (9, 3, 3)
+        and arrays.opacities.shape == (9, 1)
+    )
     np.testing.assert_allclose(arrays.rgbs[0], [1.0, 1.0, 1.0])
     assert arrays.opacities[1, 0] == pytest.approx(0.5)
     expected_rgb = sh0_to_rgb(splats["sh0"][3, 0]).clamp(0, 1).numpy()
@@ -132,14 +143,20 @@ def test_splat_arrays_activate_and_drop_nonfinite_rows() -> None:
 
 def test_frustums_sit_at_the_camera_centres_and_look_at_the_target() -> None:
     cameras = make_cameras(
-        torch.tensor([0.0, 90.0, -150.0]), torch.tensor([10.0, 30.0, -5.0]), torch.tensor([2.5, 3.0, 2.0]),
-        torch.tensor([40.0, 50.0, 60.0]), width=96, height=64,
+        torch.tensor([0.0, 90.0, -150.0]),
+        torch.tensor([10.0, 30.0, -5.0]),
+        torch.tensor([2.5, 3.0, 2.0]),
+        torch.tensor([40.0, 50.0, 60.0]),
+        width=96,
+        height=64,
     )
     for index, pose in enumerate(frustum_poses(cameras)):
         camtoworld = torch.linalg.inv(cameras.viewmats[index].double())
         np.testing.assert_allclose(pose.position, camtoworld[:3, 3].numpy(), atol=1e-6)
         w, x, y, z = pose.wxyz
-        forward = np.array([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])  # rotation @ +z (OpenCV forward)
+        forward = np.array(
+            [2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)]
+        )  # rotation @ +z (OpenCV forward)
         np.testing.assert_allclose(forward, -pose.position / np.linalg.norm(pose.position), atol=1e-6)
         assert pose.fov == pytest.approx(math.radians(float(cameras.fovy_deg[index])), rel=1e-5)
         assert pose.aspect == pytest.approx(1.5)
@@ -149,8 +166,18 @@ def test_view_prompts_are_listed_one_per_line() -> None:
     prompts_json = {
         "prompt": "a smiling dog",
         "views": {
-            "front": {"prompt": "a smiling dog, front view", "removed": [], "azimuth": [[-45, 45]], "elevation": [-90, 60]},
-            "back": {"prompt": "a dog, back view", "removed": ["smiling"], "azimuth": [[135, 180], [-180, -135]], "elevation": [-90, 60]},
+            "front": {
+                "prompt": "a smiling dog, front view",
+                "removed": [],
+                "azimuth": [[-45, 45]],
+                "elevation": [-90, 60],
+            },
+            "back": {
+                "prompt": "a dog, back view",
+                "removed": ["smiling"],
+                "azimuth": [[135, 180], [-180, -135]],
+                "elevation": [-90, 60],
+            },
         },
         "pmi": {"smiling": {"front": 0.4, "back": -1.2}},
     }
@@ -308,7 +335,7 @@ def test_viewer_errors_never_reach_training(viewer: LiveViewer, monkeypatch: pyt
     monkeypatch.setattr(viewer._splat_layer, "show", broken_show)
     for step in range(3):
         viewer._next_push_at = 0.0
-        viewer.publish(lambda: snapshot_of(as_splats(marker_ball(count=10)), step=step))
+        viewer.publish(lambda: snapshot_of(as_splats(marker_ball(count=10)), step=step))  # noqa: B023 (flushed at once)
         assert viewer.flush()
     text = console_text(viewer.console)
     assert text.count("factory exploded") == 1 and text.count("viser exploded") == 1
@@ -325,7 +352,9 @@ def test_a_disabled_viewer_does_nothing(tmp_path: Path) -> None:
     live.close()
 
 
-def test_a_viewer_that_cannot_start_warns_and_lets_training_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_viewer_that_cannot_start_warns_and_lets_training_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError("no sockets today")
 
@@ -352,7 +381,9 @@ def test_checkpoint_toggle_shows_last_checkpoint(viewer: LiveViewer, tmp_path: P
     assert len(viewer._splat_layer._handle.centers) == 40
 
 
-def test_a_failed_export_is_shown_in_the_gui_and_not_raised(viewer: LiveViewer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_export_is_shown_in_the_gui_and_not_raised(
+    viewer: LiveViewer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def disk_full(path: Path, gaussians: Gaussians) -> None:
         raise OutputError(f"cannot write {path}: no space left on device")
 
@@ -469,7 +500,9 @@ def test_browser_shows_the_sample_asset_from_the_front(tmp_path: Path) -> None:
     with serve_ply(SAMPLE_PLY, port=0, console=quiet_console(), block=False) as shown:
         image = screenshot(shown.url, tmp_path / "sample.png")
     assert scene_coverage(image) > 0.05
-    front, back = dominant_side(image, mean_color(sample, sample.means[:, 2] > 0), mean_color(sample, sample.means[:, 2] < 0))
+    front, back = dominant_side(
+        image, mean_color(sample, sample.means[:, 2] > 0), mean_color(sample, sample.means[:, 2] < 0)
+    )
     assert front > 5 * back, f"front-coloured {front:.3f} vs back-coloured {back:.3f} of the scene region"
 
 
@@ -477,7 +510,12 @@ def test_browser_shows_the_sample_asset_from_the_front(tmp_path: Path) -> None:
 def test_browser_shows_a_live_run_with_its_cameras(tmp_path: Path) -> None:
     with LiveViewer(ViewerConfig(port=0, update_hz=4.0), tmp_path, quiet_console()) as live:
         left_of_the_object = make_cameras(  # in view of the initial camera, clear of the ball and the GUI
-            torch.tensor([-120.0, -120.0]), torch.tensor([-10.0, 0.0]), torch.tensor([2.75, 2.75]), torch.tensor([45.0, 45.0]), 64, 64,
+            torch.tensor([-120.0, -120.0]),
+            torch.tensor([-10.0, 0.0]),
+            torch.tensor([2.75, 2.75]),
+            torch.tensor([45.0, 45.0]),
+            64,
+            64,
         )
         with SimulatedTraining(live, marker_ball(), total_steps=200, cameras=left_of_the_object) as training:
             assert training.published.wait(10)
@@ -513,13 +551,24 @@ def test_live_viewer_of_a_real_tiny_training_run_draws_splats(tmp_path, tiny_mod
     """The smoke preset's real loop (tiny SD prior, D-SDS, densification) with its viewer on."""
     from dataclasses import replace
 
-    from splatgen.config import TrainConfig
-    from splatgen.config_io import from_dict, load_yaml
-    from splatgen.train import train
+    from splatgen.io.config_file import from_dict, load_yaml
+    from splatgen.train.config import TrainConfig
+    from splatgen.train.loop import train
 
     port = free_port()
-    config = from_dict(TrainConfig, load_yaml(Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"))
-    config = replace(config, prompt="a red apple", out=tmp_path / "run", steps=250, video_frames=0,
-                     background="white", viewer=ViewerConfig(port=port, update_hz=4.0))
-    result = assert_splats_drawn_during(lambda: train(config, console=Console(quiet=True)), f"http://127.0.0.1:{port}", tmp_path)
+    config = from_dict(
+        TrainConfig, load_yaml(Path(__file__).resolve().parent.parent / "splatgen" / "presets" / "smoke.yaml")
+    )
+    config = replace(
+        config,
+        prompt="a red apple",
+        out=tmp_path / "run",
+        steps=250,
+        video_frames=0,
+        background="white",
+        viewer=ViewerConfig(port=port, update_hz=4.0),
+    )
+    result = assert_splats_drawn_during(
+        lambda: train(config, console=Console(quiet=True)), f"http://127.0.0.1:{port}", tmp_path
+    )
     assert result.steps_completed == 250

@@ -34,7 +34,9 @@ __all__ = [
 ]
 
 
-def export_asset(in_path: str | os.PathLike[str], out_path: str | os.PathLike[str], sh_degree: int | None = None) -> str:
+def export_asset(
+    in_path: str | os.PathLike[str], out_path: str | os.PathLike[str], sh_degree: int | None = None
+) -> str:
     """Convert a 3DGS PLY to `out_path`, format chosen by its suffix (.ply or .splat); return a summary line.
 
     `sh_degree` sets the PLY's SH degree (None keeps the input's); `.splat` stores colour only,

@@ -31,7 +31,7 @@ import torch
 
 from splatgen.errors import BadAssetFile, SplatgenError
 from splatgen.io.atomic import atomic_write
-from splatgen.scene import MAX_SH_DEGREE, Gaussians, num_sh_bases
+from splatgen.scene.gaussians import MAX_SH_DEGREE, Gaussians, num_sh_bases
 
 POSITION = ("x", "y", "z")
 NORMALS = ("nx", "ny", "nz")
@@ -95,7 +95,11 @@ def drop_nonfinite(gaussians: Gaussians, path: Path, valid: torch.Tensor | None 
     if dropped == len(gaussians):
         raise SplatgenError(f"nothing to write to {path}: all {dropped:,} Gaussians hold NaN/Inf values")
     if dropped:
-        warnings.warn(f"{path}: dropped {dropped:,} of {len(gaussians):,} Gaussians holding NaN/Inf values", NonFiniteDropped, stacklevel=3)
+        warnings.warn(
+            f"{path}: dropped {dropped:,} of {len(gaussians):,} Gaussians holding NaN/Inf values",
+            NonFiniteDropped,
+            stacklevel=3,
+        )
         gaussians = gaussians.select(mask)
     return gaussians, dropped
 
@@ -180,9 +184,7 @@ def _rest_names(path: Path, names: list[str]) -> list[str]:
     """The f_rest_* names sorted by index; their count must be 0, 9, 24 or 45 and contiguous."""
     indices = sorted(int(match.group(1)) for name in names if (match := _REST_NAME.match(name)))
     if len(indices) not in VALID_REST_COUNTS:
-        raise BadAssetFile(
-            f"{path}: has {len(indices)} f_rest_* properties; an SH degree 0..3 file has 0, 9, 24 or 45"
-        )
+        raise BadAssetFile(f"{path}: has {len(indices)} f_rest_* properties; an SH degree 0..3 file has 0, 9, 24 or 45")
     if indices != list(range(len(indices))):
         raise BadAssetFile(f"{path}: f_rest_* properties are not numbered 0..{len(indices) - 1}")
     return [f"f_rest_{i}" for i in indices]

@@ -24,7 +24,7 @@ import torch
 from splatgen.errors import BadAssetFile
 from splatgen.io.atomic import write_bytes_atomic
 from splatgen.io.ply import WriteReport, as_float32_cpu, drop_nonfinite
-from splatgen.scene import SH_C0, Gaussians
+from splatgen.scene.gaussians import SH_C0, Gaussians
 
 SPLAT_RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rotation", "u1", 4)])
 _ALPHA_EPSILON = 0.5 / 255.0  # keeps decoded opacities off 0 and 1 (finite logits)
@@ -32,7 +32,9 @@ _ALPHA_EPSILON = 0.5 / 255.0  # keeps decoded opacities off 0 and 1 (finite logi
 
 def splat_order(gaussians: Gaussians) -> torch.Tensor:
     """[N] indices, largest exp(sum log scales) * sigmoid(opacity) first (stable on ties)."""
-    log_importance = gaussians.scales.double().sum(dim=1) + torch.nn.functional.logsigmoid(gaussians.opacities.double())  # [N]
+    log_importance = gaussians.scales.double().sum(dim=1) + torch.nn.functional.logsigmoid(
+        gaussians.opacities.double()
+    )  # [N]
     return torch.from_numpy(np.argsort(-log_importance.numpy(), kind="stable"))
 
 

@@ -14,8 +14,8 @@ from typing import ClassVar
 import torch
 
 from splatgen.objectives.base import ScoreInputs, Weighting, timestep_weights
+from splatgen.objectives.schedules import TimestepSchedule
 from splatgen.objectives.sds import validate_shared_fields
-from splatgen.schedules import TimestepSchedule
 
 
 @dataclass

@@ -12,8 +12,8 @@ from typing import ClassVar, Literal
 import torch
 
 from splatgen.objectives.base import ScoreInputs, Weighting, timestep_weights
+from splatgen.objectives.schedules import TimestepSchedule, truncation_threshold
 from splatgen.objectives.sds import classifier_free_guidance, validate_shared_fields
-from splatgen.schedules import TimestepSchedule, truncation_threshold
 
 TruncationPlacement = Literal["weighted", "residual"]
 
@@ -42,9 +42,13 @@ class DSDS:
         if not self.truncation_start > 0.0:
             raise ValueError(f"truncation_start must be > 0, got {self.truncation_start}")
         if not self.truncation_end >= self.truncation_start:
-            raise ValueError(f"truncation_end ({self.truncation_end}) must be >= truncation_start ({self.truncation_start})")
+            raise ValueError(
+                f"truncation_end ({self.truncation_end}) must be >= truncation_start ({self.truncation_start})"
+            )
         if self.truncation_placement not in ("weighted", "residual"):
-            raise ValueError(f"truncation_placement must be 'weighted' or 'residual', got {self.truncation_placement!r}")
+            raise ValueError(
+                f"truncation_placement must be 'weighted' or 'residual', got {self.truncation_placement!r}"
+            )
 
     def gradient(self, inputs: ScoreInputs) -> torch.Tensor:
         return dsds_gradient(self, inputs)

@@ -28,7 +28,9 @@ class ESD(VariationalScoreFields):
         if not 0.0 <= self.entropy_weight <= 1.0:
             raise ValueError(f"entropy_weight must lie in [0, 1], got {self.entropy_weight}")
         if self.entropy_weight > 0.0 and self.camera_dropout == 0.0:
-            raise ValueError("camera_dropout must be > 0 when entropy_weight > 0: the LoRA's no-camera score is never trained otherwise")
+            raise ValueError(
+                "camera_dropout must be > 0 when entropy_weight > 0: the LoRA's no-camera score is never trained otherwise"
+            )
 
     def gradient(self, inputs: ScoreInputs) -> torch.Tensor:
         return esd_gradient(self, inputs)
@@ -47,5 +49,7 @@ def esd_gradient(config: ESD, inputs: ScoreInputs) -> torch.Tensor:
         return variational_score_gradient(config, inputs, inputs.eps_lora_camera)
     if inputs.eps_lora_no_camera is None:
         raise ValueError("ESD with entropy_weight > 0 needs ScoreInputs.eps_lora_no_camera (camera dropped)")
-    eps_variational = config.entropy_weight * inputs.eps_lora_no_camera + (1.0 - config.entropy_weight) * inputs.eps_lora_camera
+    eps_variational = (
+        config.entropy_weight * inputs.eps_lora_no_camera + (1.0 - config.entropy_weight) * inputs.eps_lora_camera
+    )
     return variational_score_gradient(config, inputs, eps_variational)

@@ -13,7 +13,7 @@ from typing import ClassVar, get_args
 import torch
 
 from splatgen.objectives.base import ScoreInputs, Weighting, timestep_weights
-from splatgen.schedules import TimestepSchedule
+from splatgen.objectives.schedules import TimestepSchedule
 
 
 def classifier_free_guidance(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, guidance_scale: float) -> torch.Tensor:

@@ -16,8 +16,8 @@ from typing import ClassVar
 import torch
 
 from splatgen.objectives.base import ScoreInputs, Weighting, timestep_weights
+from splatgen.objectives.schedules import TimestepSchedule
 from splatgen.objectives.sds import validate_shared_fields
-from splatgen.schedules import TimestepSchedule
 
 STABLE_DIFFUSION_TRAIN_TIMESTEPS = 1000
 
@@ -40,7 +40,9 @@ class SSD:
     def validate(self) -> None:
         validate_shared_fields(self.guidance_scale, self.weighting, self.timesteps)
         if not 0 <= self.threshold_timestep <= STABLE_DIFFUSION_TRAIN_TIMESTEPS:
-            raise ValueError(f"threshold_timestep must lie in [0, {STABLE_DIFFUSION_TRAIN_TIMESTEPS}], got {self.threshold_timestep}")
+            raise ValueError(
+                f"threshold_timestep must lie in [0, {STABLE_DIFFUSION_TRAIN_TIMESTEPS}], got {self.threshold_timestep}"
+            )
 
     def gradient(self, inputs: ScoreInputs) -> torch.Tensor:
         return ssd_gradient(self, inputs)

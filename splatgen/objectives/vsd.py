@@ -14,8 +14,8 @@ from typing import ClassVar, Literal
 import torch
 
 from splatgen.objectives.base import ScoreInputs, Weighting, timestep_weights
+from splatgen.objectives.schedules import TimestepSchedule
 from splatgen.objectives.sds import classifier_free_guidance, validate_shared_fields
-from splatgen.schedules import TimestepSchedule
 
 CameraCondition = Literal["extrinsics", "mvp"]
 

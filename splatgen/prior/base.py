@@ -7,11 +7,12 @@ asset (`oracle.py`, for exact reconstruction tests), and analytic Gaussian mixtu
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 
-from splatgen.cameras import CameraBatch
+from splatgen.scene.cameras import CameraBatch
 
 
 @runtime_checkable
@@ -68,5 +69,7 @@ def guided_noise_predictions(
     cameras: CameraBatch | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(eps_cond, eps_uncond), each [B, c, h, w], from ONE batched call of 2B (the CFG batch)."""
-    eps_cond, eps_uncond = batched_noise_predictions(prior, noisy_latents, timesteps, [cond_embeddings, uncond_embeddings], cameras)
+    eps_cond, eps_uncond = batched_noise_predictions(
+        prior, noisy_latents, timesteps, [cond_embeddings, uncond_embeddings], cameras
+    )
     return eps_cond, eps_uncond

@@ -19,9 +19,10 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -53,7 +54,9 @@ WEIGHTED_COMPONENTS = {  # subfolder -> the safetensors file (or shard index) fr
     "text_encoder": ("model.safetensors", "model.safetensors.index.json"),
 }
 CONFIG_FILES = {
-    "unet": "config.json", "vae": "config.json", "text_encoder": "config.json",
+    "unet": "config.json",
+    "vae": "config.json",
+    "text_encoder": "config.json",
     "scheduler": "scheduler_config.json",
 }
 
@@ -102,7 +105,9 @@ def check_local_folder(model: str) -> Path:
         raise unavailable(model, f"the local folder {str(folder)!r} {kind}")
     for component, config_name in CONFIG_FILES.items():
         if not (folder / component / config_name).is_file():
-            raise unavailable(model, f"the folder has no {component}/{config_name} (is it a diffusers Stable Diffusion folder?)")
+            raise unavailable(
+                model, f"the folder has no {component}/{config_name} (is it a diffusers Stable Diffusion folder?)"
+            )
     for component, accepted in WEIGHTED_COMPONENTS.items():
         if not any((folder / component / name).is_file() for name in accepted):
             pickled = sorted(path.name for path in (folder / component).glob("*.bin"))
@@ -168,7 +173,9 @@ def load_stable_diffusion(model: str, revision: str | None, dtype: torch.dtype) 
         check_local_folder(model)
         model = str(Path(model).expanduser())
     weights = dict(revision=revision, use_safetensors=True, dtype=dtype)
-    unet = load_component(model, "unet", lambda: UNet2DConditionModel.from_pretrained(model, subfolder="unet", **weights))
+    unet = load_component(
+        model, "unet", lambda: UNet2DConditionModel.from_pretrained(model, subfolder="unet", **weights)
+    )
     vae = load_component(model, "vae", lambda: AutoencoderKL.from_pretrained(model, subfolder="vae", **weights))
     text_encoder = load_component(
         model, "text_encoder", lambda: CLIPTextModel.from_pretrained(model, subfolder="text_encoder", **weights)
@@ -176,9 +183,12 @@ def load_stable_diffusion(model: str, revision: str | None, dtype: torch.dtype) 
     tokenizer = load_component(
         model, "tokenizer", lambda: CLIPTokenizer.from_pretrained(model, subfolder="tokenizer", revision=revision)
     )
-    if len(tokenizer) <= 3 or len(tokenizer) > text_encoder.config.vocab_size:  # transformers 5 falls back to an empty vocab
+    if (
+        len(tokenizer) <= 3 or len(tokenizer) > text_encoder.config.vocab_size
+    ):  # transformers 5 falls back to an empty vocab
         raise unavailable(
-            model, f"tokenizer/ is missing or does not match the text encoder ({len(tokenizer)} tokens for a vocabulary of "
+            model,
+            f"tokenizer/ is missing or does not match the text encoder ({len(tokenizer)} tokens for a vocabulary of "
             f"{text_encoder.config.vocab_size})",
         )
     scheduler = load_component(
@@ -194,7 +204,9 @@ def read_sd21_base_config(component: str) -> dict:
 
 
 def random_sd21_base_components(
-    dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
 ) -> StableDiffusionComponents:
     """Full-size SD 2.1-base UNet (866M params), VAE (84M) and text encoder (340M) with random weights.
 
@@ -204,7 +216,9 @@ def random_sd21_base_components(
     """
     from splatgen.prior.tiny import tiny_clip_tokenizer
 
-    text_config = {key: value for key, value in read_sd21_base_config("text_encoder").items() if not key.startswith("_")}
+    text_config = {
+        key: value for key, value in read_sd21_base_config("text_encoder").items() if not key.startswith("_")
+    }
     text_config.pop("architectures", None)
     with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
@@ -219,4 +233,9 @@ def random_sd21_base_components(
 
 def hub_offline() -> bool:
     """Whether huggingface_hub runs offline (HF_HUB_OFFLINE=1 when it was imported)."""
-    return bool(hub_constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+    return bool(hub_constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {
+        "1",
+        "ON",
+        "YES",
+        "TRUE",
+    }

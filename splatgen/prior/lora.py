@@ -24,9 +24,9 @@ Design (threestudio's `stable-diffusion-vsd-guidance`, with peft instead of the 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +34,8 @@ from diffusers.models.embeddings import TimestepEmbedding
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-from splatgen.cameras import CameraBatch
 from splatgen.prior.stable_diffusion import ADAPTERS_ON, StableDiffusionPrior, use_lora_weights, use_pretrained_weights
+from splatgen.scene.cameras import CameraBatch
 
 ADAPTER_NAME = "splatgen_lora_score"
 LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -100,7 +100,9 @@ class LoraScore:
         with torch.random.fork_rng(devices=[prior.device] if prior.device.type == "cuda" else []):
             torch.manual_seed(seed)
             unet.add_adapter(
-                LoraConfig(r=config.rank, lora_alpha=config.rank, target_modules=LORA_TARGET_MODULES, init_lora_weights=True),
+                LoraConfig(
+                    r=config.rank, lora_alpha=config.rank, target_modules=LORA_TARGET_MODULES, init_lora_weights=True
+                ),
                 adapter_name=ADAPTER_NAME,
             )
             self.camera_embedding = TimestepEmbedding(CAMERA_CONDITION_SIZE, time_embed_dim).to(prior.device)
@@ -111,7 +113,10 @@ class LoraScore:
         use_pretrained_weights(unet)
         self.optimizer = torch.optim.AdamW(
             [*lora_parameters, *self.camera_embedding.parameters()],
-            lr=config.learning_rate, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay,
+            lr=config.learning_rate,
+            betas=config.betas,
+            eps=config.eps,
+            weight_decay=config.weight_decay,
         )
 
     @contextmanager
@@ -166,8 +171,10 @@ class LoraScore:
         no_camera = torch.zeros_like(camera_condition)
         with self._lora_unet():
             eps = self._forward(
-                torch.cat([noisy_latents, noisy_latents]), torch.cat([timesteps, timesteps]),
-                torch.cat([text_embeddings, text_embeddings]), torch.cat([camera_condition, no_camera]),
+                torch.cat([noisy_latents, noisy_latents]),
+                torch.cat([timesteps, timesteps]),
+                torch.cat([text_embeddings, text_embeddings]),
+                torch.cat([camera_condition, no_camera]),
             )
         eps_camera, eps_no_camera = eps.chunk(2)
         return eps_camera, eps_no_camera
@@ -200,12 +207,14 @@ class LoraScore:
 
     def state_dict(self) -> dict:
         """LoRA weights, camera embedding, optimiser state and config (for checkpoints)."""
-        return copy.deepcopy({  # a snapshot: the optimiser's state_dict shares its live moment tensors
-            "lora": get_peft_model_state_dict(self.unet, adapter_name=ADAPTER_NAME),
-            "camera_embedding": self.camera_embedding.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "config": asdict(self.config),
-        })
+        return copy.deepcopy(
+            {  # a snapshot: the optimiser's state_dict shares its live moment tensors
+                "lora": get_peft_model_state_dict(self.unet, adapter_name=ADAPTER_NAME),
+                "camera_embedding": self.camera_embedding.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "config": asdict(self.config),
+            }
+        )
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` saved (same UNet architecture and LoRA rank)."""

@@ -13,16 +13,18 @@ weights"). Latents are the images themselves mapped to [-1, 1]; text conditions 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
-from splatgen.cameras import CameraBatch
 from splatgen.render import Backend, rasterize
-from splatgen.scene import Gaussians, activate
+from splatgen.scene.cameras import CameraBatch
+from splatgen.scene.gaussians import Gaussians, activate
 
 
-def linear_alphas_cumprod(num_train_timesteps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> torch.Tensor:
+def linear_alphas_cumprod(
+    num_train_timesteps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012
+) -> torch.Tensor:
     """Stable Diffusion's 'scaled_linear' beta schedule -> alphas_cumprod [T] (Rombach et al. 2022)."""
     betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64) ** 2
     return torch.cumprod(1.0 - betas, dim=0).float()

@@ -16,14 +16,14 @@ pretrained model's.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 
-from splatgen.cameras import CameraBatch
 from splatgen.prior.loading import (
     DEFAULT_MODEL,
     StableDiffusionComponents,
@@ -31,6 +31,7 @@ from splatgen.prior.loading import (
     random_sd21_base_components,
     unavailable,
 )
+from splatgen.scene.cameras import CameraBatch
 
 DtypeName = Literal["auto", "fp32", "fp16", "bf16"]
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -97,7 +98,9 @@ def use_lora_weights(unet: UNet2DConditionModel) -> None:
 class StableDiffusionPrior:
     """Stable Diffusion behind the `DiffusionPrior` protocol: frozen weights, eval mode, cached prompts."""
 
-    def __init__(self, components: StableDiffusionComponents, config: StableDiffusionConfig, device: torch.device | str):
+    def __init__(
+        self, components: StableDiffusionComponents, config: StableDiffusionConfig, device: torch.device | str
+    ):
         config.validate()
         self.config = config
         self.device = torch.device(device)
@@ -106,7 +109,8 @@ class StableDiffusionPrior:
         scheduler_config = components.scheduler.config
         if scheduler_config.get("prediction_type", "epsilon") != "epsilon":
             raise unavailable(
-                config.model, f"it predicts {scheduler_config['prediction_type']!r}, and splatgen needs an epsilon-prediction "
+                config.model,
+                f"it predicts {scheduler_config['prediction_type']!r}, and splatgen needs an epsilon-prediction "
                 "model such as SD 2.1-base (not the 768px v-prediction SD 2.1)",
             )
         self.tokenizer = components.tokenizer
@@ -136,7 +140,10 @@ class StableDiffusionPrior:
 
     @classmethod
     def with_random_sd21_base_weights(
-        cls, config: StableDiffusionConfig, device: torch.device | str = "cuda", seed: int = 0,
+        cls,
+        config: StableDiffusionConfig,
+        device: torch.device | str = "cuda",
+        seed: int = 0,
     ) -> StableDiffusionPrior:
         """The full-size SD 2.1-base architecture with random weights (for speed benchmarks; no download)."""
         components = random_sd21_base_components(config.torch_dtype(device), device, seed)
@@ -176,7 +183,9 @@ class StableDiffusionPrior:
                     f"prompt {prompt!r} is longer than the text encoder's {max_length} tokens; truncated, dropping {dropped!r}",
                     stacklevel=3,
                 )
-        tokens = self.tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+        tokens = self.tokenizer(
+            prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
+        )
         return self.text_encoder(tokens.input_ids.to(self.device))[0].to(self.dtype)
 
     @torch.no_grad()

@@ -46,15 +46,47 @@ MODEL_INDEX = {
 """`model_index.json` as `StableDiffusionPipeline.save_pretrained` writes it (no safety checker)."""
 
 COMMON_PROMPT_WORDS = (
-    "a", "an", "the", "of", "on", "in", "with", "and", "photo", "dslr", "3d", "render", "model",
-    "front", "back", "side", "overhead", "view", "detailed", "highly", "dog", "cat", "corgi",
-    "smiling", "hat", "wearing", "chair", "car", "cake", "statue", "squirrel", "bird", "plant",
+    "a",
+    "an",
+    "the",
+    "of",
+    "on",
+    "in",
+    "with",
+    "and",
+    "photo",
+    "dslr",
+    "3d",
+    "render",
+    "model",
+    "front",
+    "back",
+    "side",
+    "overhead",
+    "view",
+    "detailed",
+    "highly",
+    "dog",
+    "cat",
+    "corgi",
+    "smiling",
+    "hat",
+    "wearing",
+    "chair",
+    "car",
+    "cake",
+    "statue",
+    "squirrel",
+    "bird",
+    "plant",
 )
 
 
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP's reversible byte -> printable character table (printable ASCII/Latin-1 first)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes = printable[:]
     shift = 0
     for byte in range(256):
@@ -83,17 +115,29 @@ def tiny_clip_tokenizer() -> CLIPTokenizer:
     vocab[START_TOKEN] = len(vocab)
     vocab[END_TOKEN] = len(vocab)
     return CLIPTokenizer(
-        vocab=vocab, merges=merges, bos_token=START_TOKEN, eos_token=END_TOKEN, unk_token=END_TOKEN,
-        pad_token=PAD_TOKEN, model_max_length=TINY_MAX_TOKENS,
+        vocab=vocab,
+        merges=merges,
+        bos_token=START_TOKEN,
+        eos_token=END_TOKEN,
+        unk_token=END_TOKEN,
+        pad_token=PAD_TOKEN,
+        model_max_length=TINY_MAX_TOKENS,
     )
 
 
 def tiny_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
     """A 2-layer CLIP text transformer of width 32 (SD 2.1: 23 layers of width 1024)."""
     config = CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=TINY_TEXT_WIDTH, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=TINY_MAX_TOKENS, projection_dim=TINY_TEXT_WIDTH,
-        hidden_act="gelu", bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=TINY_TEXT_WIDTH,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=TINY_MAX_TOKENS,
+        projection_dim=TINY_TEXT_WIDTH,
+        hidden_act="gelu",
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     return CLIPTextModel(config)
@@ -102,18 +146,33 @@ def tiny_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
 def tiny_unet() -> UNet2DConditionModel:
     """Two resolution levels (SD 2.1: four), linear transformer projections as in SD 2.x."""
     return UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=TINY_TEXT_WIDTH, attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=16,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TINY_TEXT_WIDTH,
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        norm_num_groups=16,
     )
 
 
 def tiny_vae() -> AutoencoderKL:
     """A 4-level KL autoencoder (three downsamplings: latents are 1/8 of the image, 4 channels)."""
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16, 16, 16),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1, norm_num_groups=8, sample_size=64, scaling_factor=0.18215,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 16, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=64,
+        scaling_factor=0.18215,
     )
 
 
@@ -127,9 +186,12 @@ def is_complete_sd_folder(folder: str | os.PathLike) -> bool:
     folder = Path(folder)
     required = [
         folder / "model_index.json",
-        folder / "unet" / "config.json", folder / "unet" / "diffusion_pytorch_model.safetensors",
-        folder / "vae" / "config.json", folder / "vae" / "diffusion_pytorch_model.safetensors",
-        folder / "text_encoder" / "config.json", folder / "text_encoder" / "model.safetensors",
+        folder / "unet" / "config.json",
+        folder / "unet" / "diffusion_pytorch_model.safetensors",
+        folder / "vae" / "config.json",
+        folder / "vae" / "diffusion_pytorch_model.safetensors",
+        folder / "text_encoder" / "config.json",
+        folder / "text_encoder" / "model.safetensors",
         folder / "tokenizer" / "tokenizer_config.json",
         folder / "scheduler" / "scheduler_config.json",
     ]
@@ -146,13 +208,18 @@ def make_tiny_stable_diffusion(folder: str | os.PathLike, seed: int = 0) -> Path
     if is_complete_sd_folder(folder):
         return folder
     if folder.exists():
-        raise FileExistsError(f"{folder} exists but is not a complete tiny Stable Diffusion folder; remove it or pick another")
+        raise FileExistsError(
+            f"{folder} exists but is not a complete tiny Stable Diffusion folder; remove it or pick another"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tokenizer = tiny_clip_tokenizer()
         components = {
-            "unet": tiny_unet(), "vae": tiny_vae(), "text_encoder": tiny_text_encoder(tokenizer),
-            "tokenizer": tokenizer, "scheduler": sd_scheduler(),
+            "unet": tiny_unet(),
+            "vae": tiny_vae(),
+            "text_encoder": tiny_text_encoder(tokenizer),
+            "tokenizer": tokenizer,
+            "scheduler": sd_scheduler(),
         }
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
@@ -164,7 +231,9 @@ def make_tiny_stable_diffusion(folder: str | os.PathLike, seed: int = 0) -> Path
             else:
                 component.save_pretrained(staging / name)
         (staging / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2) + "\n")
-        (staging / "splatgen_tiny.json").write_text(json.dumps({"seed": seed, "kind": "tiny random SD 2.x layout"}) + "\n")
+        (staging / "splatgen_tiny.json").write_text(
+            json.dumps({"seed": seed, "kind": "tiny random SD 2.x layout"}) + "\n"
+        )
         try:
             os.replace(staging, folder)
         except OSError:

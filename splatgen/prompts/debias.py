@@ -42,8 +42,26 @@ from splatgen.prompts.views import (
 
 THREESTUDIO_EQUIVALENT_THRESHOLD = math.log(0.95 / 1.05)  # -0.1001
 DEFAULT_PROTECTED_WORDS = (
-    "a", "an", "the", "of", "and", "or", "with", "without", "in", "on", "at", "to", "for", "from",
-    "by", "as", "its", "his", "her", "their",
+    "a",
+    "an",
+    "the",
+    "of",
+    "and",
+    "or",
+    "with",
+    "without",
+    "in",
+    "on",
+    "at",
+    "to",
+    "for",
+    "from",
+    "by",
+    "as",
+    "its",
+    "his",
+    "her",
+    "their",
 )
 
 WORD_PATTERN = re.compile(r"\w+(?:['’\-]\w+)*")
@@ -162,7 +180,9 @@ class DebiasResult:
     def to_json(self) -> dict[str, Any]:
         """`{"prompt", "views": {view: {"prompt", "removed", "azimuth", "elevation"}}, "pmi": {word: {view: value}}}`."""
         data = self.view_prompts.to_json()
-        data["pmi"] = {word: {view: round(value, 4) for view, value in values.items()} for word, values in self.pmi.items()}
+        data["pmi"] = {
+            word: {view: round(value, 4) for view, value in values.items()} for word, values in self.pmi.items()
+        }
         return data
 
 
@@ -182,14 +202,15 @@ def run_debias(prompt: str, config: DebiasConfig = DebiasConfig(), scorer: ViewS
         texts.append(normalize_prompt(config.reference_prompt))
     log_probabilities = scorer.view_log_probabilities(texts).double()  # [1 + W (+1), 4]
     prompt_log_probabilities = log_probabilities[0]  # [4]
-    pmi = prompt_log_probabilities[None, :] - log_probabilities[1: 1 + len(words)]  # [W, 4]
+    pmi = prompt_log_probabilities[None, :] - log_probabilities[1 : 1 + len(words)]  # [W, 4]
 
     protected = {word.casefold() for word in config.protected_words}
     removed: dict[str, tuple[str, ...]] = {}
     texts_by_view: dict[str, str] = {}
     for view_index, view in enumerate(VIEW_NAMES):
         candidates = tuple(
-            word for word_index, word in enumerate(words)
+            word
+            for word_index, word in enumerate(words)
             if float(pmi[word_index, view_index]) < config.threshold and word.casefold() not in protected
         )
         debiased = remove_words(prompt, set(candidates))
@@ -227,7 +248,9 @@ class PromptConfig(DebiasConfig):
     """Blend the text embeddings of neighbouring view prompts by azimuth instead of picking one per camera."""
 
 
-def build_view_prompts(prompt: str, config: PromptConfig = PromptConfig(), scorer: ViewScorer | None = None) -> ViewPrompts:
+def build_view_prompts(
+    prompt: str, config: PromptConfig = PromptConfig(), scorer: ViewScorer | None = None
+) -> ViewPrompts:
     """The trainer's entry point: debiased view prompts, or with `config.debias` off plain ones without the LM."""
     if not config.debias:
         config.validate()
@@ -260,7 +283,9 @@ def print_debias_table(result: DebiasResult, console=None) -> None:
     pmi_table.add_section()
     pmi_table.add_row("P(view | prompt)", *(f"{result.view_probabilities[view]:.3f}" for view in VIEW_NAMES))
     if result.reference_probabilities is not None:
-        pmi_table.add_row("P(view | reference)", *(f"{result.reference_probabilities[view]:.3f}" for view in VIEW_NAMES))
+        pmi_table.add_row(
+            "P(view | reference)", *(f"{result.reference_probabilities[view]:.3f}" for view in VIEW_NAMES)
+        )
     console.print(pmi_table)
 
     ranges = result.view_prompts.ranges
@@ -277,4 +302,3 @@ def print_debias_table(result: DebiasResult, console=None) -> None:
             f"[{low:g}, {high:g}]",
         )
     console.print(views_table)
-

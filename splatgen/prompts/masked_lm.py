@@ -16,8 +16,9 @@ controllable table); `MaskedLMViewScorer` is the transformers implementation, lo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -64,8 +65,14 @@ def lm_unavailable_message(lm: str, reason: str) -> str:
 class MaskedLMViewScorer:
     """P(view | prompt) from a transformers masked LM through the probe template."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, template: str = DEFAULT_PROBE_TEMPLATE,
-                 name: str = "masked LM", batch_size: int = 32):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        template: str = DEFAULT_PROBE_TEMPLATE,
+        name: str = "masked LM",
+        batch_size: int = 32,
+    ):
         validate_probe_template(template)
         if tokenizer.mask_token_id is None:
             raise LanguageModelUnavailableError(lm_unavailable_message(name, "its tokenizer has no mask token"))
@@ -78,8 +85,9 @@ class MaskedLMViewScorer:
         self.view_piece_ids = {view: self._word_piece_ids(view) for view in VIEW_NAMES}
 
     @classmethod
-    def from_pretrained(cls, lm: str = DEFAULT_LM, template: str = DEFAULT_PROBE_TEMPLATE,
-                        device: str | torch.device = "cpu") -> MaskedLMViewScorer:
+    def from_pretrained(
+        cls, lm: str = DEFAULT_LM, template: str = DEFAULT_PROBE_TEMPLATE, device: str | torch.device = "cpu"
+    ) -> MaskedLMViewScorer:
         """Load tokenizer and model from a hub id or a local folder (the same code path for both)."""
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -103,7 +111,7 @@ class MaskedLMViewScorer:
         prefix_ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
         full_ids = self.tokenizer(f"{prefix} {word}", add_special_tokens=False)["input_ids"]
         if full_ids[: len(prefix_ids)] == prefix_ids and len(full_ids) > len(prefix_ids):
-            piece_ids = full_ids[len(prefix_ids):]
+            piece_ids = full_ids[len(prefix_ids) :]
         else:
             piece_ids = self.tokenizer(word, add_special_tokens=False)["input_ids"]
         if not piece_ids or self.tokenizer.unk_token_id in piece_ids:
@@ -119,22 +127,23 @@ class MaskedLMViewScorer:
         return self.template.replace(PROMPT_PLACEHOLDER, " ".join(prompt.split())).replace(MASK_PLACEHOLDER, masks)
 
     @torch.inference_mode()
-    def _mask_log_softmax(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                          mask_positions: torch.Tensor) -> torch.Tensor:
+    def _mask_log_softmax(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask_positions: torch.Tensor
+    ) -> torch.Tensor:
         """log-softmax over the vocabulary at the given positions: [N, k, vocab] for positions [N, k]."""
         device = next(self.model.parameters()).device
         outputs = []
         for start in range(0, input_ids.shape[0], self.batch_size):
             rows = slice(start, start + self.batch_size)
-            logits = self.model(input_ids=input_ids[rows].to(device),
-                                attention_mask=attention_mask[rows].to(device)).logits  # [n, L, vocab]
+            logits = self.model(
+                input_ids=input_ids[rows].to(device), attention_mask=attention_mask[rows].to(device)
+            ).logits  # [n, L, vocab]
             positions = mask_positions[rows].to(device)  # [n, k]
             picked = torch.gather(logits, 1, positions[..., None].expand(-1, -1, logits.shape[-1]))  # [n, k, vocab]
             outputs.append(picked.float().log_softmax(-1).cpu())
         return torch.cat(outputs)
 
-    def _piece_log_joints(self, prompts: Sequence[str], num_pieces: int,
-                          views: list[str]) -> dict[str, torch.Tensor]:
+    def _piece_log_joints(self, prompts: Sequence[str], num_pieces: int, views: list[str]) -> dict[str, torch.Tensor]:
         """log P(pieces of v) [N] for the views whose words have `num_pieces` pieces, one probe with that many masks."""
         texts = [self._probe_text(prompt, num_pieces) for prompt in prompts]
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
@@ -154,7 +163,7 @@ class MaskedLMViewScorer:
             filled = input_ids.clone()
             for step in range(1, num_pieces):
                 filled[rows, mask_positions[:, step - 1]] = pieces[step - 1]
-                step_log_probs = self._mask_log_softmax(filled, attention_mask, mask_positions[:, step:step + 1])
+                step_log_probs = self._mask_log_softmax(filled, attention_mask, mask_positions[:, step : step + 1])
                 total += step_log_probs[:, 0, pieces[step]]
             log_joints[view] = total
         return log_joints

@@ -68,9 +68,7 @@ def excess_log_ratios(
     tolerance: float,
 ) -> torch.Tensor:  # [3] soft-thresholded log(p_v / q_v) for front, side, back
     """The prompt's excess belief in each azimuthal view relative to the reference, with the dead band."""
-    log_ratio = (
-        _azimuthal_distribution(prompt_probabilities) / _azimuthal_distribution(reference_probabilities)
-    ).log()
+    log_ratio = (_azimuthal_distribution(prompt_probabilities) / _azimuthal_distribution(reference_probabilities)).log()
     return log_ratio.sign() * (log_ratio.abs() - tolerance).clamp_min(0.0)
 
 

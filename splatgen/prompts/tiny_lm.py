@@ -15,16 +15,35 @@ uniform and the debiasing code paths have something to do); its judgements mean 
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 VIEW_WORDS = ("front", "side", "back", "overhead")
 PROBE_WORDS = ("this", "image", "is", "depicting", "a", "view", "of")
 PUNCTUATION = tuple(".,!?;:'\"-()/&")
 WORD_PIECE_SUFFIXES = (
-    "##s", "##es", "##ed", "##er", "##ers", "##est", "##ing", "##ly", "##y", "##ful", "##ness", "##less",
-    "##able", "##ion", "##ist", "##ish", "##ment", "##head", "##ling", "##mi", "##ie",
+    "##s",
+    "##es",
+    "##ed",
+    "##er",
+    "##ers",
+    "##est",
+    "##ing",
+    "##ly",
+    "##y",
+    "##ful",
+    "##ness",
+    "##less",
+    "##able",
+    "##ion",
+    "##ist",
+    "##ish",
+    "##ment",
+    "##head",
+    "##ling",
+    "##mi",
+    "##ie",
 )
 COMMON_WORDS = """
 an the and or with without in on at to for from by as its his her their my our your
@@ -52,8 +71,14 @@ one some many all each every other same different good bad best first last littl
 def tiny_vocabulary(extra_words: Iterable[str] = ()) -> list[str]:
     """The tiny LM's vocabulary: special tokens first (ids 0-4), then words, letters, digits, pieces."""
     ordered = [
-        *SPECIAL_TOKENS, *VIEW_WORDS, *PROBE_WORDS, *PUNCTUATION, *COMMON_WORDS, *extra_words,
-        *string.ascii_lowercase, *string.digits,
+        *SPECIAL_TOKENS,
+        *VIEW_WORDS,
+        *PROBE_WORDS,
+        *PUNCTUATION,
+        *COMMON_WORDS,
+        *extra_words,
+        *string.ascii_lowercase,
+        *string.digits,
         *(f"##{character}" for character in string.ascii_lowercase + string.digits),
         *WORD_PIECE_SUFFIXES,
     ]

@@ -4,7 +4,7 @@ Four views, in this order everywhere (tensors' view axes, `ViewPrompts.in_view_o
 front, side, back, overhead. A camera is assigned with threestudio's rule (`prompt_processors/
 base.py`; DreamFusion's view prompts): side by default, front if |azimuth| < front_max_azimuth,
 back if |azimuth| > back_min_azimuth, overhead if elevation > overhead_min_elevation (overhead
-wins). Azimuth and elevation follow `splatgen.cameras`: degrees, azimuth 0 = front, 90 = +x,
+wins). Azimuth and elevation follow `splatgen.scene.cameras`: degrees, azimuth 0 = front, 90 = +x,
 azimuths wrapped to [-180, 180).
 
 The front arc is symmetric about 0, the back arc about 180, and the two side arcs fill the rest,
@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from splatgen.cameras import wrap_azimuth
 from splatgen.errors import SplatgenError
+from splatgen.scene.cameras import wrap_azimuth
 
 VIEW_NAMES = ("front", "side", "back", "overhead")
 FRONT, SIDE, BACK, OVERHEAD = range(4)
@@ -47,9 +47,7 @@ def normalize_prompt(prompt: str) -> str:
         raise EmptyPromptError(f"the prompt must be text, got {type(prompt).__name__}")
     cleaned = " ".join(unicodedata.normalize("NFC", prompt).split())
     if not cleaned:
-        raise EmptyPromptError(
-            "the prompt is empty: pass a description of the object, e.g. --prompt \"a smiling dog\""
-        )
+        raise EmptyPromptError('the prompt is empty: pass a description of the object, e.g. --prompt "a smiling dog"')
     return cleaned
 
 
@@ -110,9 +108,7 @@ class ViewRanges:
 
     def arc_widths(self) -> dict[str, float]:
         """Total azimuth width of each azimuthal view in degrees (they sum to 360)."""
-        return {
-            view: sum(hi - lo for lo, hi in self.azimuth_intervals(view)) for view in AZIMUTHAL_VIEWS
-        }
+        return {view: sum(hi - lo for lo, hi in self.azimuth_intervals(view)) for view in AZIMUTHAL_VIEWS}
 
 
 @dataclass(frozen=True)
@@ -251,13 +247,10 @@ def view_interpolation_weights(
 
 def intervals_cover_circle_once(ranges: ViewRanges) -> bool:
     """True when front, side and back arcs are disjoint and together cover [-180, 180) exactly."""
-    intervals = sorted(
-        interval for view in AZIMUTHAL_VIEWS for interval in ranges.azimuth_intervals(view)
-    )
+    intervals = sorted(interval for view in AZIMUTHAL_VIEWS for interval in ranges.azimuth_intervals(view))
     if not math.isclose(intervals[0][0], -180.0) or not math.isclose(intervals[-1][1], 180.0):
         return False
     return all(
         math.isclose(previous[1], current[0]) and current[0] < current[1]
         for previous, current in zip(intervals, intervals[1:])
     )
-

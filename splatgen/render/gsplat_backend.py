@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from gsplat import rasterization
 
-from splatgen.cameras import CameraBatch
-from splatgen.render import RenderOutput
-from splatgen.scene import ActivatedGaussians
+from splatgen.render.base import RenderOutput
+from splatgen.scene.cameras import CameraBatch
+from splatgen.scene.gaussians import ActivatedGaussians
 
 
 def rasterize_gsplat(

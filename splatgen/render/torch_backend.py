@@ -29,9 +29,9 @@ import torch
 import torch.utils.checkpoint
 from gsplat.cuda._torch_impl import _quat_scale_to_covar_preci, _spherical_harmonics
 
-from splatgen.cameras import CameraBatch
-from splatgen.render import RenderOutput
-from splatgen.scene import ActivatedGaussians
+from splatgen.render.base import RenderOutput
+from splatgen.scene.cameras import CameraBatch
+from splatgen.scene.gaussians import ActivatedGaussians
 
 TILE_SIZE = 16
 EPS2D = 0.3  # px^2 added to the 2D covariance's diagonal (gsplat's default `eps2d`)
@@ -87,8 +87,12 @@ def perspective_projection(
     cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]  # [C, 1]
     tan_half_fov_x = 0.5 * width / fx
     tan_half_fov_y = 0.5 * height / fy
-    clamped_x = z * torch.clamp(x / z, min=-(cx / fx + 0.3 * tan_half_fov_x), max=(width - cx) / fx + 0.3 * tan_half_fov_x)
-    clamped_y = z * torch.clamp(y / z, min=-(cy / fy + 0.3 * tan_half_fov_y), max=(height - cy) / fy + 0.3 * tan_half_fov_y)
+    clamped_x = z * torch.clamp(
+        x / z, min=-(cx / fx + 0.3 * tan_half_fov_x), max=(width - cx) / fx + 0.3 * tan_half_fov_x
+    )
+    clamped_y = z * torch.clamp(
+        y / z, min=-(cy / fy + 0.3 * tan_half_fov_y), max=(height - cy) / fy + 0.3 * tan_half_fov_y
+    )
     zeros = torch.zeros_like(z)
     jacobian = torch.stack(
         [fx / z, zeros, -fx * clamped_x / z**2, zeros, fy / z, -fy * clamped_y / z**2], dim=-1
@@ -162,7 +166,9 @@ def project_gaussians(
     positive = det > 0
     safe_det = torch.where(positive, det, torch.ones_like(det))
     off_diagonal = 0.5 * (covars2d[..., 0, 1] + covars2d[..., 1, 0])
-    conics = torch.stack([covars2d[..., 1, 1], -off_diagonal, covars2d[..., 0, 0]], dim=-1) / safe_det[..., None]  # [C, N, 3]
+    conics = (
+        torch.stack([covars2d[..., 1, 1], -off_diagonal, covars2d[..., 0, 0]], dim=-1) / safe_det[..., None]
+    )  # [C, N, 3]
     radii = screen_radii(means2d.detach(), covars2d.detach(), opacities, in_depth_range & positive, width, height)
     return Projection(means2d=means2d, conics=conics, depths=depths, radii=radii)
 
@@ -222,7 +228,9 @@ def bin_gaussians_to_tiles(
     sorted_counts = counts.reshape(-1)[sorted_ids]
     overlap_gaussians = torch.repeat_interleave(sorted_ids, sorted_counts)  # [I]
     list_starts = torch.cumsum(sorted_counts, dim=0) - sorted_counts
-    within = torch.arange(overlap_gaussians.numel(), device=depths.device) - torch.repeat_interleave(list_starts, sorted_counts)
+    within = torch.arange(overlap_gaussians.numel(), device=depths.device) - torch.repeat_interleave(
+        list_starts, sorted_counts
+    )
     span_x = span[..., 0].reshape(-1)[overlap_gaussians]
     tile_col = first_tile[..., 0].reshape(-1)[overlap_gaussians] + within % span_x.clamp_min(1)
     tile_row = first_tile[..., 1].reshape(-1)[overlap_gaussians] + within // span_x.clamp_min(1)
@@ -353,7 +361,9 @@ def rasterize_tiles(
     means2d_flat = torch.cat([means2d.reshape(-1, 2), means2d.new_zeros(1, 2)])
     conics_flat = torch.cat([conics.reshape(-1, 3), conics.new_zeros(1, 3)])
     log_opacities = torch.log(opacities.clamp_min(ALPHA_THRESHOLD))  # visible Gaussians are at least this opaque
-    log_opacities_flat = torch.cat([log_opacities.expand(num_cameras, -1).reshape(-1), log_opacities.new_full((1,), -torch.inf)])
+    log_opacities_flat = torch.cat(
+        [log_opacities.expand(num_cameras, -1).reshape(-1), log_opacities.new_full((1,), -torch.inf)]
+    )
     colors_flat = torch.cat([colors.reshape(-1, 3), colors.new_zeros(1, 3)])
 
     # With nothing visible, one empty chunk still routes the output through means2d (its .grad is zeros, not None).
@@ -366,7 +376,9 @@ def rasterize_tiles(
             chunk_tiles, gaussian_ids, bins, means2d_flat, conics_flat, log_opacities_flat, colors_flat
         )
         if recompute and torch.is_grad_enabled():
-            chunk_colors, chunk_alphas = torch.utils.checkpoint.checkpoint(composite_tile_chunk, *inputs, use_reentrant=False)
+            chunk_colors, chunk_alphas = torch.utils.checkpoint.checkpoint(
+                composite_tile_chunk, *inputs, use_reentrant=False
+            )
         else:
             chunk_colors, chunk_alphas = composite_tile_chunk(*inputs)
         tile_ids.append(chunk_tiles)
@@ -392,7 +404,9 @@ def untile(
     """Tile-major pixels -> images [C, H, W, D], cropping the partial tiles at the border."""
     channels = per_tile.shape[-1]
     grid = per_tile.reshape(num_cameras, bins.tiles_y, bins.tiles_x, TILE_SIZE, TILE_SIZE, channels)
-    images = grid.permute(0, 1, 3, 2, 4, 5).reshape(num_cameras, bins.tiles_y * TILE_SIZE, bins.tiles_x * TILE_SIZE, channels)
+    images = grid.permute(0, 1, 3, 2, 4, 5).reshape(
+        num_cameras, bins.tiles_y * TILE_SIZE, bins.tiles_x * TILE_SIZE, channels
+    )
     return images[:, :height, :width]
 
 
@@ -415,7 +429,14 @@ def rasterize_torch(
     )
     colors = view_dependent_colors(gaussians.colors, gaussians.sh_degree, gaussians.means, viewmats)  # [C, N, 3]
     premultiplied, alphas = rasterize_tiles(
-        projection.means2d, projection.conics, gaussians.opacities, colors, projection.radii, projection.depths, width, height
+        projection.means2d,
+        projection.conics,
+        gaussians.opacities,
+        colors,
+        projection.radii,
+        projection.depths,
+        width,
+        height,
     )
     images = premultiplied + (1.0 - alphas) * backgrounds.to(premultiplied)[:, None, None, :]  # [C, H, W, 3]
     info = {

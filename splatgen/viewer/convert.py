@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import viser.transforms as vtf
 
-from splatgen.cameras import CameraBatch, orbit_position
-from splatgen.scene import sh0_to_rgb
+from splatgen.scene.cameras import CameraBatch, orbit_position
+from splatgen.scene.gaussians import sh0_to_rgb
 
 
 @dataclass
@@ -55,9 +55,15 @@ def quats_to_rotations(quats: torch.Tensor) -> torch.Tensor:
     w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
     return torch.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
         ],
         dim=-1,
     ).reshape(-1, 3, 3)

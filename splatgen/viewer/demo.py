@@ -25,9 +25,9 @@ import torch
 import tyro
 from rich.console import Console
 
-from splatgen.cameras import CameraBatch, OrbitSampler, sample_cameras
 from splatgen.io.ply import read_ply
-from splatgen.scene import SPLAT_KEYS, Gaussians, rgb_to_sh0
+from splatgen.scene.cameras import CameraBatch, OrbitSampler, sample_cameras
+from splatgen.scene.gaussians import SPLAT_KEYS, Gaussians, rgb_to_sh0
 from splatgen.viewer.live import LiveViewer, TrainingSnapshot, ViewerConfig
 
 MARKER_FRONT, MARKER_BACK, MARKER_TOP, MARKER_SIDE = (0.9, 0.1, 0.1), (0.1, 0.1, 0.9), (0.1, 0.8, 0.1), (0.6, 0.6, 0.6)
@@ -59,8 +59,12 @@ def marker_ball(count: int = 3000, radius: float = 0.5, sigma: float = 0.04, see
     quats = torch.zeros(count, 4)
     quats[:, 0] = 1.0
     return Gaussians(
-        means=radius * directions, scales=torch.full((count, 3), math.log(sigma)), quats=quats,
-        opacities=torch.full((count,), 4.0), sh0=rgb_to_sh0(rgb).unsqueeze(1), shN=torch.zeros(count, 3, 3),
+        means=radius * directions,
+        scales=torch.full((count, 3), math.log(sigma)),
+        quats=quats,
+        opacities=torch.full((count,), 4.0),
+        sh0=rgb_to_sh0(rgb).unsqueeze(1),
+        shN=torch.zeros(count, 3, 3),
     )
 
 
@@ -89,8 +93,14 @@ class SimulatedTraining:
     """
 
     def __init__(
-        self, viewer: LiveViewer, target: Gaussians, total_steps: int = 1000, step_seconds: float = 0.01,
-        batch_size: int = 4, cameras: CameraBatch | None = None, prompt: str = "a marker ball",
+        self,
+        viewer: LiveViewer,
+        target: Gaussians,
+        total_steps: int = 1000,
+        step_seconds: float = 0.01,
+        batch_size: int = 4,
+        cameras: CameraBatch | None = None,
+        prompt: str = "a marker ball",
     ) -> None:
         self.viewer = viewer
         self.view_prompts = demo_view_prompts(prompt)
@@ -113,9 +123,14 @@ class SimulatedTraining:
     def snapshot_at(self, step: int, cameras: CameraBatch) -> TrainingSnapshot:
         progress = step / self.total_steps
         return TrainingSnapshot(
-            step=step, total_steps=self.total_steps, loss=0.5 * math.exp(-4.0 * progress) + 0.01,
-            num_gaussians=self._target["means"].shape[0], truncation=2.0 + 6.0 * progress,
-            timestep_range=(20, int(980 - 600 * progress)), splats=self.splats_at(step), cameras=cameras,
+            step=step,
+            total_steps=self.total_steps,
+            loss=0.5 * math.exp(-4.0 * progress) + 0.01,
+            num_gaussians=self._target["means"].shape[0],
+            truncation=2.0 + 6.0 * progress,
+            timestep_range=(20, int(980 - 600 * progress)),
+            splats=self.splats_at(step),
+            cameras=cameras,
             view_prompts=self.view_prompts,
         )
 
@@ -129,8 +144,8 @@ class SimulatedTraining:
             factory_called = []
 
             def factory(step: int = step) -> TrainingSnapshot:
-                factory_called.append(True)
-                return self.snapshot_at(step, cameras)
+                factory_called.append(True)  # noqa: B023 (called before the loop moves on)
+                return self.snapshot_at(step, cameras)  # noqa: B023
 
             started = time.perf_counter()
             self.viewer.publish(factory)
@@ -183,9 +198,13 @@ def cost_report(viewer: LiveViewer, training: SimulatedTraining, elapsed: float,
             f"max {1e3 * max(pushes):.1f} ms"
         )
     if training.timings.due:
-        lines.append(f"training thread per due publish (factory + CPU copy): median {1e3 * statistics.median(training.timings.due):.2f} ms")
+        lines.append(
+            f"training thread per due publish (factory + CPU copy): median {1e3 * statistics.median(training.timings.due):.2f} ms"
+        )
     if training.timings.idle:
-        lines.append(f"training thread per publish with no push due: median {1e6 * statistics.median(training.timings.idle):.2f} us")
+        lines.append(
+            f"training thread per publish with no push due: median {1e6 * statistics.median(training.timings.idle):.2f} us"
+        )
     return "\n".join(lines)
 
 
@@ -206,9 +225,10 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> str:
 
 def serve_simulation(config: DemoConfig, target: Gaussians, run_dir: Path, console: Console) -> str:
     """Run the viewer and the simulated loop for `config.seconds` (or until Ctrl-C: returns "")."""
-    with LiveViewer(config.viewer, run_dir, console) as viewer, SimulatedTraining(
-        viewer, target, config.total_steps, config.step_seconds, prompt=config.prompt
-    ) as training:
+    with (
+        LiveViewer(config.viewer, run_dir, console) as viewer,
+        SimulatedTraining(viewer, target, config.total_steps, config.step_seconds, prompt=config.prompt) as training,
+    ):
         console.print(f"Simulated run of {len(target):,} Gaussians; exports go to {run_dir}. Ctrl-C stops.")
         started = time.perf_counter()
         try:

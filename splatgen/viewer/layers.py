@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import viser
 
-from splatgen.cameras import CameraBatch
+from splatgen.scene.cameras import CameraBatch
 from splatgen.viewer.convert import frustum_poses, splat_arrays
 
 FRUSTUM_COLOR = (230, 110, 20)
@@ -23,7 +23,9 @@ class SplatLayer:
     def show(self, splats: dict[str, torch.Tensor]) -> int:
         """Draw raw parameters (CPU tensors); returns how many Gaussians were drawn."""
         arrays = splat_arrays(splats)
-        fields = dict(centers=arrays.centers, covariances=arrays.covariances, rgbs=arrays.rgbs, opacities=arrays.opacities)
+        fields = dict(
+            centers=arrays.centers, covariances=arrays.covariances, rgbs=arrays.rgbs, opacities=arrays.opacities
+        )
         if self._handle is None:
             self._handle = self._scene.add_gaussian_splats(self._name, **fields)
         else:
@@ -47,11 +49,21 @@ class FrustumLayer:
         for index, pose in enumerate(poses):
             if index < len(self._handles):
                 handle = self._handles[index]
-                handle.fov, handle.aspect, handle.wxyz, handle.position = pose.fov, pose.aspect, pose.wxyz, pose.position
+                handle.fov, handle.aspect, handle.wxyz, handle.position = (
+                    pose.fov,
+                    pose.aspect,
+                    pose.wxyz,
+                    pose.position,
+                )
             else:
                 self._handles.append(
                     self._scene.add_camera_frustum(
-                        f"{self._root}/{index}", fov=pose.fov, aspect=pose.aspect, scale=FRUSTUM_SCALE,
-                        color=FRUSTUM_COLOR, wxyz=pose.wxyz, position=pose.position,
+                        f"{self._root}/{index}",
+                        fov=pose.fov,
+                        aspect=pose.aspect,
+                        scale=FRUSTUM_SCALE,
+                        color=FRUSTUM_COLOR,
+                        wxyz=pose.wxyz,
+                        position=pose.position,
                     )
                 )

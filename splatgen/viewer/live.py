@@ -12,17 +12,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from rich.console import Console
 from rich.markup import escape
 
-from splatgen.cameras import CameraBatch
 from splatgen.io.ply import write_ply
-from splatgen.scene import Gaussians
+from splatgen.scene.cameras import CameraBatch
+from splatgen.scene.gaussians import Gaussians
 from splatgen.viewer.convert import front_camera
 from splatgen.viewer.layers import FrustumLayer, SplatLayer
 from splatgen.viewer.panel import TrainingPanel
@@ -92,14 +93,24 @@ def detached_cpu_copy(snapshot: TrainingSnapshot) -> TrainingSnapshot:
     if snapshot.cameras is not None:
         source = snapshot.cameras
         cameras = CameraBatch(
-            *(tensor.detach().to("cpu", copy=True) for tensor in (source.viewmats, source.Ks)), source.width, source.height,
-            *(tensor.detach().to("cpu", copy=True) for tensor in (source.azimuth_deg, source.elevation_deg, source.distance, source.fovy_deg)),
+            *(tensor.detach().to("cpu", copy=True) for tensor in (source.viewmats, source.Ks)),
+            source.width,
+            source.height,
+            *(
+                tensor.detach().to("cpu", copy=True)
+                for tensor in (source.azimuth_deg, source.elevation_deg, source.distance, source.fovy_deg)
+            ),
         )
     return TrainingSnapshot(
-        step=int(snapshot.step), total_steps=int(snapshot.total_steps), loss=float(snapshot.loss),
-        num_gaussians=int(snapshot.num_gaussians), truncation=None if snapshot.truncation is None else float(snapshot.truncation),
+        step=int(snapshot.step),
+        total_steps=int(snapshot.total_steps),
+        loss=float(snapshot.loss),
+        num_gaussians=int(snapshot.num_gaussians),
+        truncation=None if snapshot.truncation is None else float(snapshot.truncation),
         timestep_range=(int(snapshot.timestep_range[0]), int(snapshot.timestep_range[1])),
-        splats=splats, cameras=cameras, view_prompts=snapshot.view_prompts,
+        splats=splats,
+        cameras=cameras,
+        view_prompts=snapshot.view_prompts,
     )
 
 
@@ -135,7 +146,9 @@ class LiveViewer:
 
     def _start(self) -> None:
         self._server = start_server(
-            self.config.host, self.config.port, self.console,
+            self.config.host,
+            self.config.port,
+            self.console,
             front_camera(distance=INITIAL_CAMERA_DISTANCE, elevation_deg=INITIAL_CAMERA_ELEVATION_DEG),
             exposed="see the run and control it (pause it, write PLY files next to it)",
         )
@@ -283,5 +296,7 @@ class LiveViewer:
         self._checkpoint_mtime = mtime
         saved_at = time.strftime("%H:%M:%S", time.localtime(mtime))
         at_step = f"step {step}, " if step is not None else ""
-        self.panel.display_note.content = f"Showing `{CHECKPOINT_PATH}` ({at_step}{count:,} Gaussians, saved {saved_at})."
+        self.panel.display_note.content = (
+            f"Showing `{CHECKPOINT_PATH}` ({at_step}{count:,} Gaussians, saved {saved_at})."
+        )
         return True

@@ -37,7 +37,9 @@ def format_interval(values: Any) -> str:
     if isinstance(values, (list, tuple)) and values and all(isinstance(item, (list, tuple)) for item in values):
         return ", ".join(format_interval(item) for item in values)
     if isinstance(values, (list, tuple)) and len(values) == 2:
-        return f"{values[0]:g}..{values[1]:g}" if all(isinstance(v, (int, float)) for v in values) else json.dumps(values)
+        return (
+            f"{values[0]:g}..{values[1]:g}" if all(isinstance(v, (int, float)) for v in values) else json.dumps(values)
+        )
     return json.dumps(values)
 
 
@@ -100,7 +102,9 @@ class TrainingPanel:
             self.show_cameras = gui.add_checkbox("Training cameras", True, hint="Frustums of the last sampled batch")
             self.display_note = gui.add_markdown("")
         with gui.add_folder("Export"):
-            self.export_button = gui.add_button("Export PLY now", icon=viser.Icon.DOWNLOAD, hint="Writes the live splats next to the run")
+            self.export_button = gui.add_button(
+                "Export PLY now", icon=viser.Icon.DOWNLOAD, hint="Writes the live splats next to the run"
+            )
             self.export_note = gui.add_markdown("")
         self._shown_view_prompts: dict[str, Any] | None = None
 

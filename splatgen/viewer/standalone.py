@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from splatgen.io.ply import read_ply
-from splatgen.scene import SPLAT_KEYS, Gaussians
+from splatgen.scene.gaussians import SPLAT_KEYS, Gaussians
 from splatgen.viewer.convert import framing_for
 from splatgen.viewer.layers import SplatLayer
 from splatgen.viewer.server import start_server, stop_server, url_for
@@ -66,7 +66,11 @@ def describe(path: Path, gaussians: Gaussians) -> str:
 
 
 def serve_ply(
-    path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8080, console: Console | None = None, block: bool = True,
+    path: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    console: Console | None = None,
+    block: bool = True,
 ) -> PlyViewer:
     """Load `path` with `read_ply` (a bad file raises `BadAssetFile` before any server starts) and serve it.
 

@@ -65,7 +65,9 @@ class TrainingProgress:
                 transient=False,
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task("train", total=self.total_steps, completed=self.start_step, rate="", metrics="")
+            self._task = self._progress.add_task(
+                "train", total=self.total_steps, completed=self.start_step, rate="", metrics=""
+            )
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -86,7 +88,9 @@ class TrainingProgress:
         self._completed = metrics.step
         rate = self.steps_per_second()
         if self._progress is not None:
-            self._progress.update(self._task, completed=metrics.step, rate=f"{rate:.2f} it/s", metrics=metrics.describe())
+            self._progress.update(
+                self._task, completed=metrics.step, rate=f"{rate:.2f} it/s", metrics=metrics.describe()
+            )
             return
         remaining = (self.total_steps - metrics.step) / rate if rate > 0 else float("nan")
         self.console.print(

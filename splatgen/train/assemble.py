@@ -12,18 +12,18 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from splatgen.cameras import CameraBatch
-from splatgen.config import PlyInit, ShapEInit, TrainConfig
-from splatgen.config_io import dump_yaml
-from splatgen.distill import PromptEmbeddings
 from splatgen.errors import SplatgenError
-from splatgen.io.ply import NonFiniteDropped, read_ply
+from splatgen.io.config_file import dump_yaml
+from splatgen.io.ply import NonFiniteDropped
+from splatgen.objectives.schedules import timestep_range, truncation_at
 from splatgen.prior.base import DiffusionPrior
 from splatgen.prompts import ViewPrompts, assign_views, build_view_prompts, view_interpolation_weights
-from splatgen.run_folder import RunFolder, slugify
-from splatgen.scene import BallInit, Gaussians, random_ball
-from splatgen.schedules import timestep_range, truncation_at
+from splatgen.scene.cameras import CameraBatch
+from splatgen.scene.gaussians import Gaussians
 from splatgen.tiny_models import resolve_lm, resolve_sd_model
+from splatgen.train.config import TrainConfig
+from splatgen.train.distill import PromptEmbeddings
+from splatgen.train.run_folder import RunFolder, slugify
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,7 +81,9 @@ def prepare_view_prompts(config: TrainConfig, console: Console) -> ViewPrompts:
     view_prompts = build_view_prompts(config.prompt, prompt_config)
     for view, text in view_prompts.texts.items():
         removed = view_prompts.removed.get(view, ())
-        console.print(f"  {view:>8}: {text}" + (f"   (removed: {', '.join(removed)})" if removed else ""), highlight=False)
+        console.print(
+            f"  {view:>8}: {text}" + (f"   (removed: {', '.join(removed)})" if removed else ""), highlight=False
+        )
     return view_prompts
 
 
@@ -97,7 +99,9 @@ class TextConditions:
     @staticmethod
     def build(prior: DiffusionPrior, view_prompts: ViewPrompts, config: TrainConfig) -> TextConditions:
         negative = getattr(getattr(prior, "config", None), "negative_prompt", config.prior.negative_prompt)
-        embeddings = prior.embed_prompts([*view_prompts.in_view_order(), negative, "", view_prompts.prompt])  # [7, L, D]
+        embeddings = prior.embed_prompts(
+            [*view_prompts.in_view_order(), negative, "", view_prompts.prompt]
+        )  # [7, L, D]
         return TextConditions(view_prompts, embeddings[:4], embeddings[4:], config.prompts.interpolate_views)
 
     def for_cameras(self, cameras: CameraBatch) -> PromptEmbeddings:
@@ -107,29 +111,13 @@ class TextConditions:
             weights = view_interpolation_weights(azimuth, elevation, self.view_prompts).to(self.view_embeddings)
             view = torch.einsum("bv,vld->bld", weights, self.view_embeddings)
         else:
-            view = self.view_embeddings[assign_views(azimuth, elevation, self.view_prompts).to(self.view_embeddings.device)]
-        negative, empty, plain = (embedding.expand(len(cameras), -1, -1) for embedding in self.other_embeddings[:, None])
-        return PromptEmbeddings(view=view, negative=negative, empty=empty, plain=plain)
-
-
-def initial_gaussians(config: TrainConfig, generator: torch.Generator, console: Console) -> Gaussians:
-    init = config.init
-    if isinstance(init, BallInit):
-        gaussians = random_ball(init, config.sh_degree, generator)
-    elif isinstance(init, PlyInit):
-        gaussians = read_ply(init.path).with_sh_degree(config.sh_degree)
-        console.print(f"starting from {init.path} ({len(gaussians):,} Gaussians)")
-    elif isinstance(init, ShapEInit):
-        from splatgen.shap_e import shap_e_gaussians
-
-        gaussians = shap_e_gaussians(config.prompt, init, config.sh_degree, generator, console)
-    else:
-        raise SplatgenError(f"unknown initialisation {type(init).__name__}")
-    if len(gaussians) > config.densify.max_gaussians:
-        raise SplatgenError(
-            f"the initial asset has {len(gaussians):,} Gaussians, more than --densify.max-gaussians {config.densify.max_gaussians:,}"
+            view = self.view_embeddings[
+                assign_views(azimuth, elevation, self.view_prompts).to(self.view_embeddings.device)
+            ]
+        negative, empty, plain = (
+            embedding.expand(len(cameras), -1, -1) for embedding in self.other_embeddings[:, None]
         )
-    return gaussians
+        return PromptEmbeddings(view=view, negative=negative, empty=empty, plain=plain)
 
 
 def make_lora_score(config: TrainConfig, prior: DiffusionPrior, device: torch.device):
@@ -141,8 +129,12 @@ def make_lora_score(config: TrainConfig, prior: DiffusionPrior, device: torch.de
     from splatgen.prior.stable_diffusion import StableDiffusionPrior
 
     if not isinstance(prior, StableDiffusionPrior):
-        raise SplatgenError(f"objective {type(objective).__name__} trains a LoRA of the Stable Diffusion UNet; this prior has none")
-    lora_config = LoraScoreConfig(rank=objective.lora_rank, learning_rate=objective.lora_lr, camera_dropout=objective.camera_dropout)
+        raise SplatgenError(
+            f"objective {type(objective).__name__} trains a LoRA of the Stable Diffusion UNet; this prior has none"
+        )
+    lora_config = LoraScoreConfig(
+        rank=objective.lora_rank, learning_rate=objective.lora_lr, camera_dropout=objective.camera_dropout
+    )
     return LoraScore(prior, lora_config, seed=config.seed)
 
 
@@ -155,11 +147,15 @@ def start_viewer(config: TrainConfig, run: RunFolder, console: Console):
     try:
         return LiveViewer(config.viewer, run.path, console)
     except Exception as error:  # the viewer is a convenience: never let it stop a run
-        console.print(f"[yellow]live viewer not started ({type(error).__name__}: {error}); training continues without it[/]")
+        console.print(
+            f"[yellow]live viewer not started ({type(error).__name__}: {error}); training continues without it[/]"
+        )
         return None
 
 
-def snapshot_factory(step, config: TrainConfig, splats, result, progress: float, num_timesteps: int, cameras, view_prompts: ViewPrompts):
+def snapshot_factory(
+    step, config: TrainConfig, splats, result, progress: float, num_timesteps: int, cameras, view_prompts: ViewPrompts
+):
     """A closure the viewer calls only when a push is due (so the loop pays nothing otherwise)."""
     from splatgen.viewer import TrainingSnapshot
 
@@ -183,12 +179,17 @@ def write_media(config: TrainConfig, splats, run: RunFolder, device: torch.devic
     """Turntable video and view grid of the finished asset (skipped with --video-frames 0)."""
     if config.video_frames == 0:
         return
-    from splatgen.media import render_turntable
+    from splatgen.render.turntable import render_turntable
 
     gaussians = Gaussians.from_parameters(splats)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NonFiniteDropped)
         result = render_turntable(
-            gaussians, run.path, num_frames=config.video_frames, background="white", backend=config.render_backend, device=device
+            gaussians,
+            run.path,
+            num_frames=config.video_frames,
+            background="white",
+            backend=config.render_backend,
+            device=device,
         )
     console.print(result.summary(), highlight=False, soft_wrap=True)

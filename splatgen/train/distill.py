@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from splatgen.cameras import CameraBatch
 from splatgen.objectives.base import ScoreInputs, reparameterised_loss
+from splatgen.objectives.schedules import sample_timesteps
 from splatgen.prior.base import DiffusionPrior, batched_noise_predictions
-from splatgen.schedules import sample_timesteps
+from splatgen.scene.cameras import CameraBatch
 
 
 @dataclass
@@ -49,7 +49,9 @@ def camera_condition(objective, cameras: CameraBatch) -> torch.Tensor:
     return camera_conditions(cameras)
 
 
-def lora_predictions(lora_score, objective, noisy, timesteps, embeddings, conditions) -> tuple[torch.Tensor, torch.Tensor | None]:
+def lora_predictions(
+    lora_score, objective, noisy, timesteps, embeddings, conditions
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(eps_phi with camera, eps_phi without camera or None): the second only where ESD's entropy term reads it."""
     if getattr(objective, "entropy_weight", 0.0) > 0.0:
         return lora_score.predict_with_and_without_camera(noisy, timesteps, embeddings, conditions)
@@ -63,7 +65,9 @@ def prior_predictions(prior, objective, noisy, timesteps, text: PromptEmbeddings
     every other objective takes the negative prompt as eps_0 (2B).
     """
     if getattr(objective, "negative_weight", 0.0) > 0.0:
-        return tuple(batched_noise_predictions(prior, noisy, timesteps, [text.view, text.empty, text.negative], cameras))
+        return tuple(
+            batched_noise_predictions(prior, noisy, timesteps, [text.view, text.empty, text.negative], cameras)
+        )
     eps_cond, eps_uncond = batched_noise_predictions(prior, noisy, timesteps, [text.view, text.negative], cameras)
     return eps_cond, eps_uncond, None
 
@@ -80,7 +84,9 @@ def distillation_step(
 ) -> DistillationResult:
     batch = latents.shape[0]
     alphas_cumprod = prior.alphas_cumprod
-    timesteps = sample_timesteps(objective.timesteps, progress, batch, alphas_cumprod.shape[0], generator).to(latents.device)
+    timesteps = sample_timesteps(objective.timesteps, progress, batch, alphas_cumprod.shape[0], generator).to(
+        latents.device
+    )
     noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
     clean = latents.detach()
     abar = alphas_cumprod[timesteps].view(-1, 1, 1, 1).to(clean.dtype)
@@ -89,7 +95,9 @@ def distillation_step(
     eps_lora_camera = eps_lora_no_camera = conditions = None
     if lora_score is not None:
         conditions = camera_condition(objective, cameras)
-        eps_lora_camera, eps_lora_no_camera = lora_predictions(lora_score, objective, noisy, timesteps, text.plain, conditions)
+        eps_lora_camera, eps_lora_no_camera = lora_predictions(
+            lora_score, objective, noisy, timesteps, text.plain, conditions
+        )
     inputs = ScoreInputs(
         latents=clean,
         noise=noise,

@@ -81,7 +81,9 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
     known = {field.name: field for field in dataclasses.fields(cls) if field.init}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ConfigError(f"unknown config field(s) {', '.join(_join(where, key) for key in unknown)}; known: {', '.join(known)}")
+        raise ConfigError(
+            f"unknown config field(s) {', '.join(_join(where, key) for key in unknown)}; known: {', '.join(known)}"
+        )
     kwargs = {name: _convert(hints[name], value, _join(where, name)) for name, value in data.items()}
     return cls(**kwargs)
 

@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from splatgen.cameras import CameraBatch, evaluation_orbit
 from splatgen.errors import SplatgenError
 from splatgen.io.atomic import atomic_path
 from splatgen.render import Backend, make_backgrounds, rasterize
-from splatgen.scene import SPLAT_KEYS, ActivatedGaussians, Gaussians, activate
+from splatgen.scene.cameras import CameraBatch, evaluation_orbit
+from splatgen.scene.gaussians import SPLAT_KEYS, ActivatedGaussians, Gaussians, activate
 
 VIDEO_NAME = "turntable.mp4"
 GIF_NAME = "turntable.gif"
@@ -95,7 +95,11 @@ def activate_on(gaussians: Gaussians, device: torch.device) -> ActivatedGaussian
 
 
 def render_frames(
-    gaussians: ActivatedGaussians, cameras: CameraBatch, background: torch.Tensor, backend: Backend, chunk_size: int,
+    gaussians: ActivatedGaussians,
+    cameras: CameraBatch,
+    background: torch.Tensor,
+    backend: Backend,
+    chunk_size: int,
 ) -> Iterator[np.ndarray]:
     """Yield one uint8 [H, W, 3] image per camera, rendering `chunk_size` cameras at a time.
 
@@ -116,7 +120,9 @@ def view_label(azimuth_deg: float) -> str:
     return {0: "front", 180: "back"}.get(azimuth, f"az {azimuth}")
 
 
-def views_grid(images: list[np.ndarray], azimuths: list[float], columns: int, labels: bool, background: str) -> Image.Image:
+def views_grid(
+    images: list[np.ndarray], azimuths: list[float], columns: int, labels: bool, background: str
+) -> Image.Image:
     """Tile equal-size [H, W, 3] images row by row; optional azimuth labels in each tile's corner."""
     height, width = images[0].shape[:2]
     rows = math.ceil(len(images) / columns)
@@ -134,7 +140,10 @@ def views_grid(images: list[np.ndarray], azimuths: list[float], columns: int, la
 
 
 def _report_progress(
-    frames: Iterator[np.ndarray], progress: Callable[[int, int], None] | None, offset: int, total: int,
+    frames: Iterator[np.ndarray],
+    progress: Callable[[int, int], None] | None,
+    offset: int,
+    total: int,
 ) -> Iterator[np.ndarray]:
     for done, frame in enumerate(frames, start=offset + 1):
         if progress is not None:
@@ -164,8 +173,16 @@ def _write_mp4(path: Path, frames: Iterator[np.ndarray], fps: float) -> None:
 
     with atomic_path(path) as temporary:
         writer = imageio.get_writer(
-            temporary, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p", quality=8,
-            macro_block_size=MACRO_BLOCK, ffmpeg_log_level="error", output_params=["-movflags", "+faststart"],
+            temporary,
+            format="FFMPEG",
+            mode="I",
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            quality=8,
+            macro_block_size=MACRO_BLOCK,
+            ffmpeg_log_level="error",
+            output_params=["-movflags", "+faststart"],
         )
         try:
             for frame in frames:
@@ -177,7 +194,9 @@ def _write_mp4(path: Path, frames: Iterator[np.ndarray], fps: float) -> None:
 def _write_gif(path: Path, frames: Iterator[np.ndarray], fps: float) -> None:
     images = [Image.fromarray(frame) for frame in frames]
     with atomic_path(path) as temporary:
-        images[0].save(temporary, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+        images[0].save(
+            temporary, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+        )
 
 
 def _write_png(path: Path, image: Image.Image) -> None:
@@ -185,13 +204,18 @@ def _write_png(path: Path, image: Image.Image) -> None:
         image.save(temporary, format="PNG")
 
 
-def _validate(num_frames: int, resolution: int, fps: float, background: str, grid_views: int, grid_columns: int, chunk_size: int) -> None:
+def _validate(
+    num_frames: int, resolution: int, fps: float, background: str, grid_views: int, grid_columns: int, chunk_size: int
+) -> None:
     checks = [
         (num_frames >= 1, f"num_frames must be >= 1, got {num_frames}"),
         (resolution >= MACRO_BLOCK, f"resolution must be >= {MACRO_BLOCK} px, got {resolution}"),
         (fps > 0, f"fps must be > 0, got {fps}"),
         (background in ("white", "black"), f"background must be 'white' or 'black', got {background!r}"),
-        (grid_views >= 1 and grid_columns >= 1, f"grid_views and grid_columns must be >= 1, got {grid_views}, {grid_columns}"),
+        (
+            grid_views >= 1 and grid_columns >= 1,
+            f"grid_views and grid_columns must be >= 1, got {grid_views}, {grid_columns}",
+        ),
         (chunk_size >= 1, f"chunk_size must be >= 1, got {chunk_size}"),
     ]
     for ok, message in checks:

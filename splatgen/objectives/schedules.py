@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 import torch
 
 if TYPE_CHECKING:
-    from splatgen.densify import DensifyConfig, DensifyThresholds
+    from splatgen.scene.densify import DensifyConfig, DensifyThresholds
 
 Annealing = Literal["none", "step", "linear", "sqrt"]
 
@@ -145,7 +145,7 @@ def densify_thresholds(densify: DensifyConfig, objective: object, progress: floa
     every stage of the ramp (DESIGN.md, "Densify/prune tied to truncation"). Objectives without
     truncation (and `densify.tie_to_truncation = False`) use the constant threshold: c is constant.
     """
-    from splatgen.densify import DensifyThresholds  # deferred: densify imports gsplat
+    from splatgen.scene.densify import DensifyThresholds  # deferred: densify imports gsplat
 
     scale = 1.0
     truncation = truncation_at(objective, progress)

@@ -1,4 +1,4 @@
-"""The Gaussian scene: raw parameters, their activations (in this one place), and initialisation.
+"""The Gaussian scene: raw parameters and their activations (in this one place).
 
 Raw parameters are what the optimiser sees and what a 3DGS PLY stores (Kerbl et al. 2023):
 
@@ -98,7 +98,10 @@ class Gaussians:
     def to_parameters(self, device: torch.device | str = "cpu") -> torch.nn.ParameterDict:
         """The optimisable form: one Parameter per key (gsplat's strategies mutate this dict)."""
         return torch.nn.ParameterDict(
-            {key: torch.nn.Parameter(getattr(self, key).detach().to(device, torch.float32).clone()) for key in SPLAT_KEYS}
+            {
+                key: torch.nn.Parameter(getattr(self, key).detach().to(device, torch.float32).clone())
+                for key in SPLAT_KEYS
+            }
         )
 
     @staticmethod
@@ -107,7 +110,9 @@ class Gaussians:
 
     def finite_mask(self) -> torch.Tensor:
         """[N] bool: rows whose every value is finite."""
-        rows = [t.reshape(len(self), -1) for t in (self.means, self.scales, self.quats, self.opacities, self.sh0, self.shN)]
+        rows = [
+            t.reshape(len(self), -1) for t in (self.means, self.scales, self.quats, self.opacities, self.sh0, self.shN)
+        ]
         return torch.isfinite(torch.cat(rows, dim=1)).all(dim=1)
 
     def select(self, mask: torch.Tensor) -> Gaussians:
@@ -126,7 +131,9 @@ class ActivatedGaussians:
     sh_degree: int
 
 
-def activate(splats: torch.nn.ParameterDict | dict[str, torch.Tensor], sh_degree: int | None = None) -> ActivatedGaussians:
+def activate(
+    splats: torch.nn.ParameterDict | dict[str, torch.Tensor], sh_degree: int | None = None
+) -> ActivatedGaussians:
     """The activations, in one place: exp for scales, sigmoid for opacity, normalise quaternions.
 
     `sh_degree` may be lower than what is stored (progressive SH); None uses all stored bands.
@@ -143,49 +150,3 @@ def activate(splats: torch.nn.ParameterDict | dict[str, torch.Tensor], sh_degree
         colors=colors,
         sh_degree=degree,
     )
-
-
-@dataclass
-class BallInit:
-    """Initialise Gaussians uniformly inside a ball around the origin (DreamGaussian, threestudio-3dgs)."""
-
-    count: int = 4096
-    """Number of Gaussians to start with."""
-    radius: float = 0.5
-    """Radius of the ball, in world units (cameras orbit at distance ~2-3)."""
-    color: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    """Base colour, RGB in [0, 1]."""
-    color_jitter: float = 0.1
-    """Uniform random perturbation added to each Gaussian's colour (breaks symmetry)."""
-    opacity: float = 0.1
-    """Initial opacity in (0, 1)."""
-    scale: float | None = None
-    """Initial standard deviation; None = the mean spacing of `count` points in the ball."""
-
-    def validate(self) -> None:
-        if self.count < 1:
-            raise ValueError(f"init.count must be >= 1, got {self.count}")
-        if self.radius <= 0:
-            raise ValueError(f"init.radius must be > 0, got {self.radius}")
-        if not 0.0 < self.opacity < 1.0:
-            raise ValueError(f"init.opacity must be in (0, 1), got {self.opacity}")
-        if self.scale is not None and self.scale <= 0:
-            raise ValueError(f"init.scale must be > 0, got {self.scale}")
-
-
-def random_ball(init: BallInit, sh_degree: int, generator: torch.Generator) -> Gaussians:
-    """Gaussians uniform in a ball: isotropic, identity rotation, jittered base colour."""
-    init.validate()
-    n = init.count
-    direction = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=-1)
-    radius = init.radius * torch.rand(n, 1, generator=generator) ** (1.0 / 3.0)  # uniform in volume
-    means = direction * radius
-    spacing = init.scale if init.scale is not None else init.radius * (4.0 / 3.0 * math.pi / n) ** (1.0 / 3.0)
-    scales = torch.full((n, 3), math.log(spacing))
-    quats = torch.zeros(n, 4)
-    quats[:, 0] = 1.0
-    opacities = torch.full((n,), math.log(init.opacity / (1.0 - init.opacity)))
-    rgb = torch.tensor(init.color).expand(n, 3) + init.color_jitter * (torch.rand(n, 3, generator=generator) - 0.5) * 2
-    sh0 = rgb_to_sh0(rgb.clamp(0.0, 1.0)).unsqueeze(1)
-    shN = torch.zeros(n, num_sh_bases(sh_degree) - 1, 3)
-    return Gaussians(means, scales, quats, opacities, sh0, shN)

@@ -16,10 +16,10 @@ import torch
 from rich.console import Console
 
 from splatgen.errors import SplatgenError
-from splatgen.scene import Gaussians, num_sh_bases, rgb_to_sh0
+from splatgen.scene.gaussians import Gaussians, num_sh_bases, rgb_to_sh0
 
 if TYPE_CHECKING:
-    from splatgen.config import ShapEInit
+    from splatgen.scene.init import ShapEInit
 
 
 class ShapEUnavailable(SplatgenError):
@@ -55,8 +55,14 @@ def sample_mesh_surface(
 
 
 def mesh_to_gaussians(
-    verts: torch.Tensor, faces: torch.Tensor, vertex_colors: torch.Tensor, count: int, radius: float, opacity: float,
-    sh_degree: int, generator: torch.Generator,
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    vertex_colors: torch.Tensor,
+    count: int,
+    radius: float,
+    opacity: float,
+    sh_degree: int,
+    generator: torch.Generator,
 ) -> Gaussians:
     """Isotropic Gaussians on the mesh surface, sized to the mean sample spacing, fitted into a ball of `radius`."""
     verts = z_up_to_y_up(verts.float())
@@ -76,7 +82,9 @@ def mesh_to_gaussians(
     )
 
 
-def shap_e_gaussians(prompt: str, init: ShapEInit, sh_degree: int, generator: torch.Generator, console: Console) -> Gaussians:
+def shap_e_gaussians(
+    prompt: str, init: ShapEInit, sh_degree: int, generator: torch.Generator, console: Console
+) -> Gaussians:
     """Run Shap-E for the prompt (GPU recommended) and sample its mesh into Gaussians."""
     from diffusers import ShapEPipeline
 
@@ -95,10 +103,15 @@ def shap_e_gaussians(prompt: str, init: ShapEInit, sh_degree: int, generator: to
     pipeline = pipeline.to(device)
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     output = pipeline(
-        prompt, guidance_scale=init.guidance_scale, num_inference_steps=init.inference_steps, output_type="mesh",
+        prompt,
+        guidance_scale=init.guidance_scale,
+        num_inference_steps=init.inference_steps,
+        output_type="mesh",
         generator=torch.Generator(device).manual_seed(seed),
     )
     mesh = output.images[0]
     colors = torch.stack([mesh.vertex_channels[channel] for channel in ("R", "G", "B")], dim=-1)
     del pipeline
-    return mesh_to_gaussians(mesh.verts.cpu(), mesh.faces.cpu(), colors.cpu(), init.count, init.radius, init.opacity, sh_degree, generator)
+    return mesh_to_gaussians(
+        mesh.verts.cpu(), mesh.faces.cpu(), colors.cpu(), init.count, init.radius, init.opacity, sh_degree, generator
+    )

@@ -74,14 +74,26 @@ class CameraBatch:
 
     def to(self, device: torch.device | str) -> CameraBatch:
         return CameraBatch(
-            self.viewmats.to(device), self.Ks.to(device), self.width, self.height,
-            self.azimuth_deg.to(device), self.elevation_deg.to(device), self.distance.to(device), self.fovy_deg.to(device),
+            self.viewmats.to(device),
+            self.Ks.to(device),
+            self.width,
+            self.height,
+            self.azimuth_deg.to(device),
+            self.elevation_deg.to(device),
+            self.distance.to(device),
+            self.fovy_deg.to(device),
         )
 
     def select(self, index: slice | torch.Tensor) -> CameraBatch:
         return CameraBatch(
-            self.viewmats[index], self.Ks[index], self.width, self.height,
-            self.azimuth_deg[index], self.elevation_deg[index], self.distance[index], self.fovy_deg[index],
+            self.viewmats[index],
+            self.Ks[index],
+            self.width,
+            self.height,
+            self.azimuth_deg[index],
+            self.elevation_deg[index],
+            self.distance[index],
+            self.fovy_deg[index],
         )
 
 
@@ -94,7 +106,9 @@ def orbit_position(azimuth_deg: torch.Tensor, elevation_deg: torch.Tensor, dista
     """Camera centres [C, 3] on the orbit sphere (azimuth 0 on +z, 90 on +x, +y up)."""
     az = torch.deg2rad(azimuth_deg)
     el = torch.deg2rad(elevation_deg.clamp(-MAX_ABS_ELEVATION, MAX_ABS_ELEVATION))
-    return distance[:, None] * torch.stack([torch.cos(el) * torch.sin(az), torch.sin(el), torch.cos(el) * torch.cos(az)], dim=-1)
+    return distance[:, None] * torch.stack(
+        [torch.cos(el) * torch.sin(az), torch.sin(el), torch.cos(el) * torch.cos(az)], dim=-1
+    )
 
 
 def look_at_viewmats(positions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -124,8 +138,14 @@ def intrinsics(fovy_deg: torch.Tensor, width: int, height: int) -> torch.Tensor:
 
 
 def make_cameras(
-    azimuth_deg: torch.Tensor, elevation_deg: torch.Tensor, distance: torch.Tensor, fovy_deg: torch.Tensor,
-    width: int, height: int, targets: torch.Tensor | None = None, position_offsets: torch.Tensor | None = None,
+    azimuth_deg: torch.Tensor,
+    elevation_deg: torch.Tensor,
+    distance: torch.Tensor,
+    fovy_deg: torch.Tensor,
+    width: int,
+    height: int,
+    targets: torch.Tensor | None = None,
+    position_offsets: torch.Tensor | None = None,
 ) -> CameraBatch:
     """Cameras from orbit coordinates (all [C]); optional look-at targets and position offsets [C, 3]."""
     positions = orbit_position(azimuth_deg, elevation_deg, distance)
@@ -149,7 +169,9 @@ def _uniform(lo: float, hi: float, n: int, generator: torch.Generator) -> torch.
     return lo + (hi - lo) * torch.rand(n, generator=generator)
 
 
-def sample_cameras(sampler: OrbitSampler, batch_size: int, width: int, height: int, generator: torch.Generator) -> CameraBatch:
+def sample_cameras(
+    sampler: OrbitSampler, batch_size: int, width: int, height: int, generator: torch.Generator
+) -> CameraBatch:
     """Draw `batch_size` random orbit cameras; reproducible for a given generator state."""
     lo, hi = sampler.azimuth_range
     if sampler.stratified_azimuth:
@@ -173,7 +195,12 @@ def sample_cameras(sampler: OrbitSampler, batch_size: int, width: int, height: i
 
 
 def evaluation_orbit(
-    num_views: int, width: int, height: int, elevation_deg: float = 15.0, distance: float = 2.75, fovy_deg: float = 50.0,
+    num_views: int,
+    width: int,
+    height: int,
+    elevation_deg: float = 15.0,
+    distance: float = 2.75,
+    fovy_deg: float = 50.0,
     start_azimuth_deg: float = 0.0,
 ) -> CameraBatch:
     """A fixed turntable: `num_views` cameras evenly spaced in azimuth, starting at the front."""

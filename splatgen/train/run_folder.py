@@ -1,11 +1,11 @@
 """The run folder: where a run's files live, and how they are written (always atomically).
 
-    <run>/config.yaml        the resolved config (reloadable: `splatgen train --resume <run>`)
-    <run>/prompts.json       the view prompts and their azimuth/elevation ranges
-    <run>/checkpoints/       last.pt (resumable)
-    <run>/<name>.ply         the asset, INRIA 3DGS layout
-    <run>/turntable.mp4      a turntable video
-    <run>/views.png          a grid of views
+<run>/config.yaml        the resolved config (reloadable: `splatgen train --resume <run>`)
+<run>/prompts.json       the view prompts and their azimuth/elevation ranges
+<run>/checkpoints/       last.pt (resumable)
+<run>/<name>.ply         the asset, INRIA 3DGS layout
+<run>/turntable.mp4      a turntable video
+<run>/views.png          a grid of views
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The training loop: sample cameras -> render -> prior -> objective -> step -> densify -> log.
 
 One loop serves every objective and every prior (Stable Diffusion, the oracle). Objective-specific
-state (the VSD/ESD LoRA score) is created once by `setup.py` and has one hook per step. Nothing a
+state (the VSD/ESD LoRA score) is created once by `assemble.py` and has one hook per step. Nothing a
 user made is lost: checkpoints are atomic, Ctrl-C finishes the current step and saves, non-finite
 steps are skipped and counted, and a PLY never contains NaN.
 """
@@ -11,30 +11,31 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 from rich.console import Console
 
-from splatgen.cameras import sample_cameras
-from splatgen.checkpoint import load_checkpoint, save_checkpoint
-from splatgen.config import TrainConfig
-from splatgen.config_io import ConfigError
-from splatgen.densify import Densifier, RefineReport
-from splatgen.distill import distillation_step
 from splatgen.errors import SplatgenError
+from splatgen.io.config_file import ConfigError
 from splatgen.io.ply import write_ply
-from splatgen.optim import make_optimizers, means_learning_rate, set_means_learning_rate
+from splatgen.objectives.schedules import densify_thresholds, timestep_range, truncation_at
 from splatgen.prior.base import DiffusionPrior
-from splatgen.progress import StepMetrics, TrainingProgress
 from splatgen.render import make_backgrounds, rasterize
-from splatgen.run_folder import RunFolder
-from splatgen.scene import Gaussians, activate
-from splatgen.schedules import densify_thresholds, timestep_range, truncation_at
-from splatgen import setup
+from splatgen.scene.cameras import sample_cameras
+from splatgen.scene.densify import Densifier, RefineReport
+from splatgen.scene.gaussians import Gaussians, activate
+from splatgen.scene.init import initial_gaussians
+from splatgen.train import assemble
+from splatgen.train.checkpoint import load_checkpoint, save_checkpoint
+from splatgen.train.config import TrainConfig
+from splatgen.train.distill import distillation_step
+from splatgen.train.optim import make_optimizers, means_learning_rate, set_means_learning_rate
+from splatgen.train.progress import StepMetrics, TrainingProgress
+from splatgen.train.run_folder import RunFolder
 
 
 class TrainingDiverged(SplatgenError):
@@ -109,26 +110,28 @@ def train(
         config.validate()  # every bad value is refused here, before any model loads
     except ValueError as error:
         raise ConfigError(str(error)) from error
-    device = setup.resolve_device(config.device)
-    run = setup.plan_run_folder(config)
+    device = assemble.resolve_device(config.device)
+    run = assemble.plan_run_folder(config)
     generator = torch.Generator().manual_seed(config.seed)
 
-    view_prompts = setup.prepare_view_prompts(config, console)  # the small LM first: fail fast
-    prior = prior if prior is not None else setup.load_prior(config, device, console)
-    setup.open_run_folder(run, config, view_prompts, console)
+    view_prompts = assemble.prepare_view_prompts(config, console)  # the small LM first: fail fast
+    prior = prior if prior is not None else assemble.load_prior(config, device, console)
+    assemble.open_run_folder(run, config, view_prompts, console)
     torch.manual_seed(config.seed)  # after loading (which may draw from it): gsplat's split() uses this generator
-    text = setup.TextConditions.build(prior, view_prompts, config)
+    text = assemble.TextConditions.build(prior, view_prompts, config)
     num_timesteps = prior.alphas_cumprod.shape[0]
 
-    splats = setup.initial_gaussians(config, generator, console).to_parameters(device)
+    splats = initial_gaussians(
+        config.init, config.prompt, config.sh_degree, config.densify.max_gaussians, generator, console
+    ).to_parameters(device)
     optimizers = make_optimizers(splats, config.optim)
     densifier = Densifier(config.densify, config.steps)
     objective = config.objective
-    lora_score = setup.make_lora_score(config, prior, device)
+    lora_score = assemble.make_lora_score(config, prior, device)
     start_step, skipped_steps = 0, 0
     if config.resume is not None:
         start_step, skipped_steps = _restore(run, splats, optimizers, densifier, lora_score, generator, device, console)
-    viewer = setup.start_viewer(config, run, console)
+    viewer = assemble.start_viewer(config, run, console)
 
     refinements: list[RefineReport] = []
     consecutive_bad = 0
@@ -143,7 +146,9 @@ def train(
                 if viewer is not None:
                     viewer.wait_while_paused()
                 # 1. cameras and backgrounds
-                cameras = sample_cameras(config.cameras, config.batch_size, config.render_size, config.render_size, generator).to(device)
+                cameras = sample_cameras(
+                    config.cameras, config.batch_size, config.render_size, config.render_size, generator
+                ).to(device)
                 backgrounds = make_backgrounds(config.background, config.batch_size, generator, device)
                 # 2. render
                 render = rasterize(activate(splats, config.sh_degree), cameras, backgrounds, config.render_backend)
@@ -183,16 +188,27 @@ def train(
                 step += 1
                 # 6. log, checkpoint, viewer
                 if finite and step % config.log_every == 0:
-                    bar.update(StepMetrics(
-                        step, float(result.loss.detach()), grad_norm, len(splats["means"]), truncation_at(objective, progress),
-                        timestep_range(objective.timesteps, progress, num_timesteps), skipped_steps,
-                    ))
+                    bar.update(
+                        StepMetrics(
+                            step,
+                            float(result.loss.detach()),
+                            grad_norm,
+                            len(splats["means"]),
+                            truncation_at(objective, progress),
+                            timestep_range(objective.timesteps, progress, num_timesteps),
+                            skipped_steps,
+                        )
+                    )
                 else:
                     bar.advance(step)
                 if finite and step % config.checkpoint_every == 0 and step < config.steps:
                     _checkpoint(run, step, splats, optimizers, densifier, lora_score, generator, skipped_steps)
                 if viewer is not None:
-                    viewer.publish(setup.snapshot_factory(step, config, splats, result, progress, num_timesteps, cameras, view_prompts))
+                    viewer.publish(
+                        assemble.snapshot_factory(
+                            step, config, splats, result, progress, num_timesteps, cameras, view_prompts
+                        )
+                    )
                 if on_step is not None:
                     on_step(step)
     except KeyboardInterrupt:
@@ -205,11 +221,15 @@ def train(
     _checkpoint(run, step, splats, optimizers, densifier, lora_score, generator, skipped_steps)
     ply_path = _export(run, splats, config)
     if interrupted:
-        console.print(f"[yellow]stopped at step {step}/{config.steps}[/]; checkpoint in {run.checkpoint_dir}, asset so far in {ply_path}")
+        console.print(
+            f"[yellow]stopped at step {step}/{config.steps}[/]; checkpoint in {run.checkpoint_dir}, asset so far in {ply_path}"
+        )
         console.print(f"resume with: splatgen train --resume {run.path}")
     else:
-        setup.write_media(config, splats, run, device, console)
-    return RunResult(run.path, ply_path, step - start_step, config.steps, interrupted, seconds, skipped_steps, refinements)
+        assemble.write_media(config, splats, run, device, console)
+    return RunResult(
+        run.path, ply_path, step - start_step, config.steps, interrupted, seconds, skipped_steps, refinements
+    )
 
 
 def _describe_refinement(report: RefineReport, truncation: float | None) -> str:
@@ -244,7 +264,9 @@ def _restore(run, splats, optimizers, densifier, lora_score, generator, device, 
         optimizers[key].param_groups[0]["params"] = [splats[key]]
         optimizers[key].state.clear()
         optimizers[key].load_state_dict(state["optimizers"][key])
-    densifier.load_state_dict({k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in state["densifier"].items()})
+    densifier.load_state_dict(
+        {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in state["densifier"].items()}
+    )
     if lora_score is not None and state.get("lora") is not None:
         lora_score.load_state_dict(state["lora"])
     torch.set_rng_state(state["rng"]["torch"])

@@ -134,7 +134,9 @@ class Densifier:
         return report
 
     @torch.no_grad()
-    def _refine(self, params: torch.nn.ParameterDict, optimizers: dict, step: int, thresholds: DensifyThresholds) -> RefineReport:
+    def _refine(
+        self, params: torch.nn.ParameterDict, optimizers: dict, step: int, thresholds: DensifyThresholds
+    ) -> RefineReport:
         grads = self.state["grad2d"] / self.state["count"].clamp_min(1)  # [N] mean screen-space gradient
         candidates = grads > thresholds.grow_grad2d
         budget = max(self.config.max_gaussians - len(params["means"]), 0)
@@ -145,7 +147,9 @@ class Densifier:
             if budget > 0:
                 keep[torch.topk(torch.where(candidates, grads, -1.0), budget).indices] = True
             candidates = keep
-        is_small = torch.exp(params["scales"]).max(dim=-1).values <= self.config.grow_scale3d * self.state["scene_scale"]
+        is_small = (
+            torch.exp(params["scales"]).max(dim=-1).values <= self.config.grow_scale3d * self.state["scene_scale"]
+        )
         to_duplicate = candidates & is_small
         to_split = candidates & ~is_small
         num_duplicated, num_split = int(to_duplicate.sum()), int(to_split.sum())

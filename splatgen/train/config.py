@@ -2,63 +2,25 @@
 
 Selection is by type, not by string: the objective and the initialisation are unions of
 dataclasses, chosen on the command line as subcommands (`objective:dsds`, `init:ball`).
-Presets are YAML files in `configs/` holding any subset of these fields.
+Presets are YAML files in `splatgen/presets/` holding any subset of these fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-import tyro
-
-from splatgen.cameras import OrbitSampler
-from splatgen.densify import DensifyConfig
 from splatgen.objectives import DSDS, Objective
-from splatgen.optim import OptimConfig
 from splatgen.prior.stable_diffusion import StableDiffusionConfig
 from splatgen.prompts import PromptConfig
 from splatgen.render import Backend, BackgroundKind
-from splatgen.scene import MAX_SH_DEGREE, BallInit
+from splatgen.scene.cameras import OrbitSampler
+from splatgen.scene.densify import DensifyConfig
+from splatgen.scene.gaussians import MAX_SH_DEGREE
+from splatgen.scene.init import BallInit, Init
+from splatgen.train.optim import OptimConfig
 from splatgen.viewer import ViewerConfig
-
-
-@dataclass
-class PlyInit:
-    """Start from an existing 3DGS PLY (INRIA layout), e.g. a previous run's asset."""
-
-    config_name = "ply"
-    path: Path = Path("assets/sample.ply")
-    """The PLY to start from."""
-
-
-@dataclass
-class ShapEInit:
-    """Start from a Shap-E point cloud for the prompt (GaussianDreamer), via diffusers' ShapEPipeline."""
-
-    config_name = "shap-e"
-    model: str = "openai/shap-e"
-    """Shap-E model: hub id or local folder (diffusers layout)."""
-    count: int = 20_000
-    """Number of Gaussians sampled on the Shap-E surface."""
-    guidance_scale: float = 15.0
-    """Shap-E classifier-free guidance scale."""
-    inference_steps: int = 64
-    """Shap-E sampling steps."""
-    radius: float = 0.8
-    """The Shap-E shape is scaled to fit a ball of this radius."""
-    opacity: float = 0.1
-    """Initial opacity of the Gaussians."""
-
-
-BallInit.config_name = "ball"  # type: ignore[attr-defined]
-
-Init = (
-    Annotated[BallInit, tyro.conf.subcommand("ball", description="Random ball (offline default).")]
-    | Annotated[PlyInit, tyro.conf.subcommand("ply", description="An existing 3DGS PLY.")]
-    | Annotated[ShapEInit, tyro.conf.subcommand("shap-e", description="Shap-E point cloud for the prompt.")]
-)
 
 
 @dataclass
@@ -117,9 +79,14 @@ class TrainConfig:
     def validate(self) -> None:
         """Refuse bad values with a message naming the field, before anything loads."""
         if not self.prompt.strip() and self.resume is None:
-            raise ValueError("--prompt is empty: say what to make, e.g. --prompt \"a ceramic mug shaped like an owl\"")
-        positive = {"steps": self.steps, "batch_size": self.batch_size, "checkpoint_every": self.checkpoint_every,
-                    "log_every": self.log_every, "max_bad_steps": self.max_bad_steps}
+            raise ValueError('--prompt is empty: say what to make, e.g. --prompt "a ceramic mug shaped like an owl"')
+        positive = {
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "checkpoint_every": self.checkpoint_every,
+            "log_every": self.log_every,
+            "max_bad_steps": self.max_bad_steps,
+        }
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
