@@ -3,7 +3,8 @@
 Reproduces the illustrative studies of the papers on a prior whose noisy scores are exact:
 SSD (Tang et al., arXiv 2312.09305, section 5.2): mode-seeking gets trapped between two
 conditional modes, mode-disengaging escapes but drifts into low density, SSD converges to a
-conditional mode; ESD (Wang et al., arXiv 2401.00909, Fig. 3): SDS collapses every particle to
+conditional mode (when the singular mode sits at the trap and T_M reaches the timestep at which
+the noisy conditional modes merge; see docs/toy2d.md); ESD (Wang et al., arXiv 2401.00909, Fig. 3): SDS collapses every particle to
 one place, ESD keeps them spread.
 
 The "latent" of each particle is the 2D point itself, reshaped to [N, 2, 1, 1] and handed to the
@@ -11,6 +12,7 @@ same objective functions, timestep schedules and reparameterised loss the 3D tra
 
     python scripts/toy2d.py --objective ssd --mixture assets/toy/ssd_two_modes.json --init 0,0
     python scripts/toy2d.py --objective esd --mixture assets/toy/esd_three_modes.json --particles 32 --plot docs/toy2d_esd.png
+    python scripts/toy2d.py --objective ssd --mixture assets/toy/ssd_two_modes_centred.json --sweep threshold_timestep=0,200,400,600
 
 The last line printed is a JSON object: `final` (the final [x, y] of every particle), distances to
 the nearest conditional mode, log-densities and spread statistics. See docs/toy2d.md.
@@ -310,6 +312,38 @@ def with_overrides(objective: Objective, overrides: list[str]) -> Objective:
     return objective
 
 
+def sweep(objective: Objective, prior: ToyPrior, args: argparse.Namespace) -> dict:
+    """One run per value of `args.sweep`'s field (and per seed); prints a table and a JSON line of means."""
+    field_name, _, values_text = args.sweep.partition("=")
+    seeds = [int(seed) for seed in (args.seeds or str(args.seed)).split(",")]
+    rows = {}
+    for value in values_text.split(","):
+        configured = with_overrides(objective, [*args.override, f"{field_name}={value}"])
+        runs = [
+            run_toy(
+                configured,
+                prior,
+                args.init,
+                args.steps,
+                seed,
+                args.particles,
+                args.init_spread,
+                args.lr,
+                args.kde_bandwidth,
+            )
+            for seed in seeds
+        ]
+        keys = ("mean_distance_to_conditional_mode", "fraction_at_a_conditional_mode", "mean_conditional_log_density")
+        rows[value] = {key: sum(run[key] for run in runs) / len(runs) for key in keys}
+        print(
+            f"{field_name}={value:>6}: distance to a conditional mode {rows[value][keys[0]]:.3f}, "
+            f"at a mode {rows[value][keys[1]]:.2f}, log p(x|y) {rows[value][keys[2]]:.1f}  (seeds {seeds})"
+        )
+    report = {"objective": args.objective, "sweep": field_name, "seeds": seeds, "rows": rows}
+    print(json.dumps(report))
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)  # tiny tensors: threads only add contention
     names = toy_objectives()
@@ -339,10 +373,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--compare", default="", help="comma-separated objectives run with the same settings, plotted alongside"
     )
+    parser.add_argument(
+        "--sweep",
+        default=None,
+        metavar="FIELD=V1,V2,...",
+        help="run --objective once per value of one field (e.g. threshold_timestep=0,200,400) and print a table",
+    )
+    parser.add_argument("--seeds", default=None, help="with --sweep: comma-separated seeds averaged per value")
     parser.add_argument("--plot", default=None, help="write a PNG of trajectories over log p(x|y)")
     parser.add_argument("--plot-timestep", type=int, default=None, help="add a panel of p_t(x_t|y) at this t")
     args = parser.parse_args(argv)
     prior = load_prior(args.mixture)
+    if args.sweep is not None:
+        return sweep(names[args.objective], prior, args)
     run_names = [args.objective] + [name for name in args.compare.split(",") if name and name != args.objective]
     runs = {}
     for name in run_names:

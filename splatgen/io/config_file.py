@@ -116,6 +116,13 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return Path(value)
     origin = get_origin(tp)
     if origin is tuple and isinstance(value, (list, tuple)):
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+            return tuple(_convert(args[0], item, f"{where}[{index}]") for index, item in enumerate(value))
+        if args:
+            if len(args) != len(value):
+                raise ConfigError(f"{where} needs {len(args)} values, got {len(value)}: {value}")
+            return tuple(_convert(arg, item, f"{where}[{index}]") for index, (arg, item) in enumerate(zip(args, value)))
         return tuple(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

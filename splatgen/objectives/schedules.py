@@ -152,4 +152,4 @@ def densify_thresholds(densify: DensifyConfig, objective: object, progress: floa
     if densify.tie_to_truncation and truncation is not None:
         ceiling = max(objective.truncation_start, objective.truncation_end)  # type: ignore[attr-defined]
         scale = truncation / ceiling
-    return DensifyThresholds(grow_grad2d=densify.grow_grad2d * scale, prune_opacity=densify.prune_opacity)
+    return DensifyThresholds(grow_grad2d=densify.growth.threshold * scale, prune_opacity=densify.prune_opacity)

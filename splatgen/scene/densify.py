@@ -5,8 +5,16 @@ each Gaussian's 2D mean; every `refine_every` steps it duplicates small Gaussian
 ones whose mean gradient exceeds `grow_grad2d`, then prunes transparent and oversized ones.
 
 What splatgen adds around it:
+- a scale-free growth rule (`RelativeGrowth`, the default): the statistic is divided by its median over
+  the Gaussians at the first refinement, a reference frozen for the rest of the run and kept in
+  checkpoints. Multiplying the objective's gradient by any constant multiplies the statistic and the
+  reference alike, so SDS at guidance 100, VSD at 7.5 and CSD at 1 grow the same share of Gaussians
+  for the same relative gradients (Adam, which every parameter uses, is itself scale-invariant, so
+  this was the one place the objective's scale leaked into the result). `AbsoluteGrowth` keeps
+  gsplat's fixed threshold;
 - the thresholds are arguments of each refinement (`DensifyThresholds`), so the schedule module can
-  derive them from the score-truncation value (see `schedules.densify_thresholds`);
+  derive them from the score-truncation value (see `schedules.densify_thresholds`): with the reference
+  frozen, a truncation that rises later still lowers the growth early and raises it late;
 - a hard cap on the number of Gaussians: when more candidates pass the threshold than the cap
   allows, only those with the largest gradients grow;
 - the periodic opacity reset is called directly, since gsplat 1.5.3's own never fires
@@ -17,19 +25,61 @@ What splatgen adds around it:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+import tyro
 from gsplat.strategy import DefaultStrategy
 from gsplat.strategy.ops import duplicate, remove, reset_opa, split
+
+
+@dataclass
+class RelativeGrowth:
+    """Scale-free growth: grow when the mean screen-space gradient exceeds `ratio` x the reference, the
+    median of that statistic over the Gaussians at the first refinement (frozen for the run)."""
+
+    config_name = "relative"
+    ratio: float = 5.0
+    """Growth threshold at full truncation, in multiples of the reference median."""
+
+    @property
+    def threshold(self) -> float:
+        return self.ratio
+
+    def validate(self) -> None:
+        if not self.ratio > 0.0:
+            raise ValueError(f"densify.growth.ratio must be > 0, got {self.ratio}")
+
+
+@dataclass
+class AbsoluteGrowth:
+    """gsplat/INRIA's fixed threshold on the mean screen-space gradient norm (its scale follows the objective's)."""
+
+    config_name = "absolute"
+    grad2d: float = 0.0002
+    """Mean screen-space gradient norm above which a Gaussian grows, at full truncation (gsplat/INRIA default)."""
+
+    @property
+    def threshold(self) -> float:
+        return self.grad2d
+
+    def validate(self) -> None:
+        if not self.grad2d > 0.0:
+            raise ValueError(f"densify.growth.grad2d must be > 0, got {self.grad2d}")
+
+
+Growth = (
+    Annotated[RelativeGrowth, tyro.conf.subcommand("relative", description="Scale-free (default).")]
+    | Annotated[AbsoluteGrowth, tyro.conf.subcommand("absolute", description="gsplat's fixed threshold.")]
+)
 
 
 @dataclass
 class DensifyConfig:
     """When and how Gaussians are added and removed during training."""
 
-    grow_grad2d: float = 0.0002
-    """Mean screen-space gradient norm above which a Gaussian grows, at full truncation (gsplat/INRIA default)."""
+    growth: Growth = field(default_factory=RelativeGrowth)
+    """Which Gaussians grow: relative to the first refinement's median gradient (scale-free), or absolute."""
     grow_scale3d: float = 0.01
     """Gaussians smaller than this (times the scene scale) are duplicated, larger ones split."""
     prune_opacity: float = 0.005
@@ -61,8 +111,7 @@ class DensifyConfig:
             raise ValueError(f"densify.refine_every must be >= 1, got {self.refine_every}")
         if self.max_gaussians < 1:
             raise ValueError(f"densify.max_gaussians must be >= 1, got {self.max_gaussians}")
-        if self.grow_grad2d <= 0:
-            raise ValueError(f"densify.grow_grad2d must be > 0, got {self.grow_grad2d}")
+        self.growth.validate()
         if not 0.0 <= self.prune_opacity < 1.0:
             raise ValueError(f"densify.prune_opacity must be in [0, 1), got {self.prune_opacity}")
         if self.reset_opacity_every < 0:
@@ -71,7 +120,10 @@ class DensifyConfig:
 
 @dataclass(frozen=True)
 class DensifyThresholds:
-    """The thresholds of one refinement (set per step by the schedule)."""
+    """The thresholds of one refinement (set per step by the schedule).
+
+    `grow_grad2d` is in the growth rule's units: multiples of the reference median (relative) or a
+    screen-space gradient norm (absolute)."""
 
     grow_grad2d: float
     prune_opacity: float
@@ -86,6 +138,9 @@ class RefineReport:
     pruned: int
     capped: int  # candidates that passed the threshold but were held back by the cap
     num_gaussians: int
+    reference: float | None = None  # the relative rule's reference median (None: absolute growth)
+    effective_grow_grad2d: float = 0.0  # the threshold compared with the mean screen-space gradient
+    median_grad2d: float = 0.0  # this refinement's median mean screen-space gradient (visible Gaussians)
 
 
 @dataclass
@@ -138,7 +193,16 @@ class Densifier:
         self, params: torch.nn.ParameterDict, optimizers: dict, step: int, thresholds: DensifyThresholds
     ) -> RefineReport:
         grads = self.state["grad2d"] / self.state["count"].clamp_min(1)  # [N] mean screen-space gradient
-        candidates = grads > thresholds.grow_grad2d
+        seen = self.state["count"] > 0  # [N] Gaussians visible since the last refinement
+        median = float(grads[seen].median()) if bool(seen.any()) else 0.0
+        reference = None
+        effective = thresholds.grow_grad2d
+        if isinstance(self.config.growth, RelativeGrowth):
+            if "reference_grad2d" not in self.state:  # calibrate once, at the first refinement
+                self.state["reference_grad2d"] = median
+            reference = self.state["reference_grad2d"]
+            effective = thresholds.grow_grad2d * reference if reference > 0.0 else float("inf")
+        candidates = grads > effective
         budget = max(self.config.max_gaussians - len(params["means"]), 0)
         capped = 0
         if int(candidates.sum()) > budget:
@@ -161,7 +225,18 @@ class Densifier:
         num_pruned = self._prune(params, optimizers, thresholds)
         self.state["grad2d"].zero_()
         self.state["count"].zero_()
-        return RefineReport(step, thresholds, num_duplicated, num_split, num_pruned, capped, len(params["means"]))
+        return RefineReport(
+            step,
+            thresholds,
+            num_duplicated,
+            num_split,
+            num_pruned,
+            capped,
+            len(params["means"]),
+            reference=reference,
+            effective_grow_grad2d=effective,
+            median_grad2d=median,
+        )
 
     def _prune(self, params: torch.nn.ParameterDict, optimizers: dict, thresholds: DensifyThresholds) -> int:
         """Remove nearly transparent and oversized Gaussians (never all of them)."""

@@ -41,6 +41,8 @@ class TrainConfig:
     """Views rendered and distilled per step."""
     render_size: int = 512
     """Square render resolution (pixels); renders are resized to the prior's image size."""
+    render_schedule: tuple[tuple[float, int], ...] = ()
+    """Progressive resolution: (progress, size) milestones, e.g. `0 128 0.3 256 0.6 512` (DreamGaussian); before the first milestone and when empty, --render-size."""
     sh_degree: int = 0
     """SH degree trained (0 = view-independent colour, the usual choice for text-to-3D)."""
     export_sh_degree: int | None = None
@@ -76,6 +78,14 @@ class TrainConfig:
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
     """The live browser viewer."""
 
+    def render_size_at(self, progress: float) -> int:
+        """The render resolution at this training progress: the last milestone reached, else --render-size."""
+        size = self.render_size
+        for milestone, milestone_size in self.render_schedule:
+            if progress >= milestone:
+                size = milestone_size
+        return size
+
     def validate(self) -> None:
         """Refuse bad values with a message naming the field, before anything loads."""
         if not self.prompt.strip() and self.resume is None:
@@ -94,6 +104,15 @@ class TrainConfig:
             raise ValueError(f"--batch-size {self.batch_size} is more views than fit in one step; use <= 64")
         if self.render_size < 16 or self.render_size % 8 != 0 or self.render_size > 2048:
             raise ValueError(f"--render-size must be a multiple of 8 in [16, 2048], got {self.render_size}")
+        previous = -1.0
+        for progress, size in self.render_schedule:
+            if not (0.0 <= progress <= 1.0 and progress > previous):
+                raise ValueError(
+                    f"--render-schedule milestones must be increasing progress values in [0, 1], got {self.render_schedule}"
+                )
+            if size < 16 or size % 8 != 0 or size > 2048:
+                raise ValueError(f"--render-schedule sizes must be multiples of 8 in [16, 2048], got {size}")
+            previous = progress
         for name in ("sh_degree", "export_sh_degree"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= MAX_SH_DEGREE:

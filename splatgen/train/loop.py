@@ -147,7 +147,11 @@ def train(
                     viewer.wait_while_paused()
                 # 1. cameras and backgrounds
                 cameras = sample_cameras(
-                    config.cameras, config.batch_size, config.render_size, config.render_size, generator
+                    config.cameras,
+                    config.batch_size,
+                    config.render_size_at(progress),
+                    config.render_size_at(progress),
+                    generator,
                 ).to(device)
                 backgrounds = make_backgrounds(config.background, config.batch_size, generator, device)
                 # 2. render
@@ -235,7 +239,9 @@ def train(
 def _describe_refinement(report: RefineReport, truncation: float | None) -> str:
     truncation_text = "-" if truncation is None else f"{truncation:.2f}"
     return (
-        f"refine @ step {report.step}: truncation {truncation_text}, grow threshold {report.thresholds.grow_grad2d:.3g}, "
+        f"refine @ step {report.step}: truncation {truncation_text}, grow threshold {report.effective_grow_grad2d:.3g}"
+        + (f" ({report.thresholds.grow_grad2d:.3g} x reference {report.reference:.3g})" if report.reference else "")
+        + f", median gradient {report.median_grad2d:.3g}, "
         f"+{report.duplicated} duplicated +{report.split} split -{report.pruned} pruned"
         + (f" ({report.capped} held back by the cap)" if report.capped else "")
         + f" -> {report.num_gaussians:,} Gaussians"
