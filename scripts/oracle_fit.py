@@ -58,7 +58,10 @@ def oracle_config(out: Path, steps: int, resolution: int, seed: int, device: str
         init=BallInit(count=2000, radius=0.8, opacity=0.3),
         cameras=OrbitSampler(elevation_range=(-30.0, 60.0), distance_range=(2.5, 3.0), fovy_range=(45.0, 55.0)),
         densify=DensifyConfig(
-            grow_grad2d=0.15, start_fraction=0.1, stop_fraction=0.7, refine_every=25, max_gaussians=5_000
+            start_fraction=0.1,
+            stop_fraction=0.7,
+            refine_every=25,
+            max_gaussians=5_000,
         ),
         optim=OptimConfig(means_lr=2e-3, means_lr_final=2e-5, opacities_lr=0.05, scales_lr=0.01, sh0_lr=0.02),
         device=device,

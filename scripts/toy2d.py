@@ -101,6 +101,20 @@ def stable_diffusion_alphas_cumprod(num_train_timesteps: int = NUM_TRAIN_TIMESTE
     return torch.cumprod(1.0 - betas, dim=0)
 
 
+def merge_timestep(mixture: GaussianMixture, alphas_cumprod: torch.Tensor) -> int:
+    """First t at which two equal isotropic modes of the VP-diffused mixture merge into one.
+
+    N(+m, s^2) and N(-m, s^2) mixed equally are bimodal iff m > s (1D, along the line joining them);
+    after diffusion m_t = sqrt(abar_t) d and s_t^2 = abar_t std^2 + 1 - abar_t, with d the half-distance.
+    """
+    if len(mixture.means) != 2 or not torch.allclose(mixture.stds[0], mixture.stds[1]):
+        raise ValueError("merge_timestep needs exactly two modes of equal std")
+    half_distance = float((mixture.means[0] - mixture.means[1]).norm()) / 2.0
+    std = float(mixture.stds[0])
+    merged = half_distance**2 * alphas_cumprod <= alphas_cumprod * std**2 + 1.0 - alphas_cumprod  # [T]
+    return int(torch.nonzero(merged)[0]) if bool(merged.any()) else len(alphas_cumprod)
+
+
 def mixture_noise_prediction(
     mixture: GaussianMixture,
     noisy_points: torch.Tensor,  # [N, 2] x_t
@@ -240,6 +254,9 @@ def plot_runs(prior: ToyPrior, runs: dict[str, dict], path: str | Path, noisy_ti
     finals = torch.cat([torch.tensor(run["final"]) for run in runs.values()] + [prior.unconditional.means])
     low = torch.minimum(finals.min(0).values, prior.unconditional.means.min(0).values) - 1.0
     high = torch.maximum(finals.max(0).values, prior.unconditional.means.max(0).values) + 1.0
+    half_height = max(float(high[1] - low[1]), 0.6 * float(high[0] - low[0])) / 2.0  # no sliver panels
+    centre_y = float(high[1] + low[1]) / 2.0
+    low[1], high[1] = centre_y - half_height, centre_y + half_height
     xs, ys = (
         torch.linspace(low[0], high[0], 200, dtype=torch.float64),
         torch.linspace(low[1], high[1], 200, dtype=torch.float64),

@@ -1,11 +1,14 @@
 """The 2D toy: exact mixture scores, and the paper claims that reproduce on it (docs/toy2d.md).
 
-Short runs (500 steps, lr 0.02) of the same settings the docs use; SSD's own claim (converging
-to a conditional mode) does not reproduce on this toy and is not asserted, see docs/toy2d.md.
+Short runs (500 steps, lr 0.02) of the same settings the docs use. SSD's own claim (converging to a
+conditional mode) holds when the singular mode sits at the conditional modes' centroid and T_M reaches
+the timestep at which the noisy conditional modes merge; off-centre it fails for every T_M tried:
+both are asserted, see docs/toy2d.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -19,6 +22,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SSD_MIXTURE = ROOT / "assets" / "toy" / "ssd_two_modes.json"
+CENTRED_MIXTURE = ROOT / "assets" / "toy" / "ssd_two_modes_centred.json"
 ESD_MIXTURE = ROOT / "assets" / "toy" / "esd_three_modes.json"
 
 
@@ -101,6 +105,39 @@ def test_mode_disengaging_escapes_the_trap_into_low_density():
 def test_ssd_escapes_the_trap():
     run = short_run("ssd", SSD_MIXTURE, particles=8)
     assert torch.tensor(run["final"]).norm(dim=1).min() > 1.5
+
+
+def ssd_run(mixture: Path, threshold_timestep: int) -> dict:
+    ssd = dataclasses.replace(toy2d.toy_objectives()["ssd"], threshold_timestep=threshold_timestep)
+    return toy2d.run_toy(ssd, toy2d.load_prior(mixture), steps=500, lr=0.02, seed=0, particles=8)
+
+
+def test_centred_mixture_merges_its_noisy_conditional_modes_near_t_350():
+    prior = toy2d.load_prior(CENTRED_MIXTURE)
+    assert prior.unconditional.means[2].tolist() == [0.0, 0.0]  # the singular mode sits at the trap
+    merge = toy2d.merge_timestep(prior.conditional, toy2d.stable_diffusion_alphas_cumprod())
+    assert 340 <= merge <= 360  # modes at +-1, std 0.2, on SD's schedule: abar_t <= 1 / 1.96
+
+
+def test_centred_mixture_traps_mode_seeking_and_sends_mode_disengaging_to_low_density():
+    seeking = short_run("mode-seeking", CENTRED_MIXTURE, particles=8)
+    assert torch.tensor(seeking["final"]).norm(dim=1).max() < 0.4 and seeking["fraction_at_a_conditional_mode"] == 0.0
+    disengaging = short_run("mode-disengaging", CENTRED_MIXTURE, particles=8)
+    assert disengaging["fraction_at_a_conditional_mode"] == 0.0
+    assert disengaging["mean_conditional_log_density"] < -20.0
+
+
+def test_ssd_reaches_a_conditional_mode_when_the_singular_mode_is_centred_and_t_m_reaches_the_merge():
+    run = ssd_run(CENTRED_MIXTURE, threshold_timestep=400)
+    assert run["fraction_at_a_conditional_mode"] == 1.0
+    assert run["mean_distance_to_conditional_mode"] < 0.2
+    assert run["conditional_modes_covered"] == 2
+    assert ssd_run(CENTRED_MIXTURE, threshold_timestep=200)["fraction_at_a_conditional_mode"] == 0.0  # T_M too low
+
+
+def test_ssd_reaches_no_conditional_mode_when_the_singular_mode_is_off_centre():
+    for threshold_timestep in (200, 400, 600):
+        assert ssd_run(SSD_MIXTURE, threshold_timestep)["fraction_at_a_conditional_mode"] == 0.0
 
 
 def test_esd_keeps_particles_spread_where_sds_collapses():
