@@ -13,7 +13,7 @@ import torch
 
 from splatgen.objectives.base import ScoreInputs, Weighting, timestep_weights
 from splatgen.objectives.schedules import TimestepSchedule, truncation_threshold
-from splatgen.objectives.sds import classifier_free_guidance, validate_shared_fields
+from splatgen.objectives.sds import classifier_free_guidance, gaussiandreamer_timesteps, validate_shared_fields
 
 TruncationPlacement = Literal["weighted", "residual"]
 
@@ -32,8 +32,8 @@ class DSDS:
     """What is clamped: weighted = w(t)(eps_hat - eps) (threestudio grad_clip); residual = eps_hat - eps, then weighted (SJC's run_sjc.py, which also uses weighting uniform)."""
     weighting: Weighting = "sds"
     """Timestep weighting w(t): sds = 1 - abar_t, uniform = 1, fantasia3d = sqrt(abar_t)(1 - abar_t)."""
-    timesteps: TimestepSchedule = field(default_factory=TimestepSchedule)
-    """Range t is drawn from per view (0.02..0.98, no annealing)."""
+    timesteps: TimestepSchedule = field(default_factory=gaussiandreamer_timesteps)
+    """Range t is drawn from per view (GaussianDreamer: 0.02..0.98, the maximum dropping to 0.55 at 500/1200 of the run)."""
 
     uses_lora: ClassVar[bool] = False
 

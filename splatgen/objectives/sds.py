@@ -30,6 +30,12 @@ def validate_shared_fields(guidance_scale: float, weighting: str, timesteps: Tim
     timesteps.validate()
 
 
+def gaussiandreamer_timesteps() -> TimestepSchedule:
+    """t in 0.02..0.98, the upper end dropping to 0.55 after step 500 of 1,200 (GaussianDreamer, Yi et al. 2024:
+    `max_step_percent: [500, 0.98, 0.55, 501]` in its threestudio config): large t shapes, small t refines."""
+    return TimestepSchedule(annealing="step", annealed_max_fraction=0.55, anneal_progress=500 / 1200)
+
+
 @dataclass
 class SDS:
     """Score Distillation Sampling (DreamFusion): g = w(t) (eps_hat - eps)."""
@@ -38,8 +44,8 @@ class SDS:
     """Classifier-free guidance scale s, diffusers convention eps_0 + s (eps_y - eps_0) (threestudio's 100 is 101 here)."""
     weighting: Weighting = "sds"
     """Timestep weighting w(t): sds = 1 - abar_t (DreamFusion), uniform = 1, fantasia3d = sqrt(abar_t)(1 - abar_t)."""
-    timesteps: TimestepSchedule = field(default_factory=TimestepSchedule)
-    """Range t is drawn from per view (DreamFusion: 0.02..0.98, no annealing)."""
+    timesteps: TimestepSchedule = field(default_factory=gaussiandreamer_timesteps)
+    """Range t is drawn from per view (GaussianDreamer: 0.02..0.98, the maximum dropping to 0.55 at 500/1200 of the run)."""
 
     uses_lora: ClassVar[bool] = False
 

@@ -36,6 +36,8 @@ class VariationalScoreFields:
     """Rank of the LoRA on the UNet's attention projections to_q, to_k, to_v, to_out.0."""
     lora_lr: float = 1e-4
     """Learning rate of the LoRA and its camera embedding (AdamW, betas 0.9/0.99)."""
+    lora_updates_per_step: int = 1
+    """AdamW steps of the LoRA per training step, each on fresh noise and t of the same renders (threestudio and ProlificDreamer: 1)."""
     camera_dropout: float = 0.1
     """Probability that a LoRA training sample has its camera replaced by zeros (trains the no-camera score)."""
     camera_condition: CameraCondition = "extrinsics"
@@ -53,6 +55,8 @@ class VariationalScoreFields:
             raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank}")
         if not self.lora_lr > 0.0:
             raise ValueError(f"lora_lr must be > 0, got {self.lora_lr}")
+        if not 1 <= self.lora_updates_per_step <= 16:
+            raise ValueError(f"lora_updates_per_step must lie in [1, 16], got {self.lora_updates_per_step}")
         if not 0.0 <= self.camera_dropout < 1.0:
             raise ValueError(f"camera_dropout must lie in [0, 1), got {self.camera_dropout}")
         if self.camera_condition not in ("extrinsics", "mvp"):

@@ -39,8 +39,8 @@ class RelativeGrowth:
     median of that statistic over the Gaussians at the first refinement (frozen for the run)."""
 
     config_name = "relative"
-    ratio: float = 0.55
-    """Growth threshold at full truncation, in multiples of the reference median (0.55: the oracle reconstruction's tuned fixed threshold, 0.15, is 0.57 of its reference)."""
+    ratio: float = 0.57
+    """Growth threshold at full truncation, in multiples of the reference median (the oracle reconstruction's tuned fixed threshold, 0.15, is 0.57 of its reference)."""
 
     @property
     def threshold(self) -> float:

@@ -178,7 +178,8 @@ def train(
                         refinements.append(report)
                         bar.log(_describe_refinement(report, truncation_at(objective, progress)))
                     if lora_score is not None:
-                        lora_score.train_step(latents.detach(), prompts.plain, result.camera_conditions, generator)
+                        for _ in range(objective.lora_updates_per_step):
+                            lora_score.train_step(latents.detach(), prompts.plain, result.camera_conditions, generator)
                 else:
                     skipped_steps += 1
                     consecutive_bad += 1
