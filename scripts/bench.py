@@ -1,15 +1,17 @@
 """Time splatgen's training step, its parts, and the floor set by the diffusion prior.
 
-The step is built from the production pieces in `train.py`'s loop order: sample cameras ->
-rasterize -> VAE-encode the renders -> score distillation (CFG UNet batch, VSD/ESD LoRA scores,
-objective) -> backward -> NaN check -> Adam per key -> densification bookkeeping -> LoRA train step
-(VSD/ESD) -> viewer push (`--viewer`). Per configuration (objective x batch) it reports:
+The step timed is the product's own `splatgen.train.step.train_step` over a `TrainState` built by
+`splatgen.train.assemble.initial_state`: sample cameras -> rasterize -> VAE-encode the renders ->
+score distillation (CFG UNet batch, VSD/ESD LoRA scores, objective) -> backward -> NaN check ->
+Adam per key -> densification bookkeeping -> LoRA train step (VSD/ESD), plus the loop's viewer
+push (`--viewer`). Per configuration (objective x batch) it reports:
 
-- `ms_per_step`: median of full steps timed end to end. The full step calls the product's own
-  `distillation_step` and adds no synchronisation of its own except one final
-  `torch.cuda.synchronize()`; the product's own host-device syncs are part of what it measures.
+- `ms_per_step`: median of full steps timed end to end. The full step adds no synchronisation of
+  its own except one final `torch.cuda.synchronize()`; the product's own host-device syncs are
+  part of what it measures.
 - `parts`: median milliseconds of each part, from separate steps in which every part is fenced by
-  device synchronisation (so `parts_sum_ms` >= `ms_per_step` on a GPU: fencing stops overlap).
+  device synchronisation through the step's `region(name)` hook (so `parts_sum_ms` >= `ms_per_step`
+  on a GPU: fencing stops overlap).
   `backward` is render + VAE-encoder backward together (the one `loss.backward()` call).
 - `floor_ms`: the prior's own work for the same batch, each piece timed alone on device tensors:
   the CFG UNet forward (2B latents, 3B for CSD's negative term; text embeddings precomputed), the
@@ -60,7 +62,7 @@ import time
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,28 +72,19 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from splatgen.errors import SplatgenError
-from splatgen.objectives import CSD, DSDS, ESD, SDS, SSD, VSD, ScoreInputs, reparameterised_loss
-from splatgen.objectives.schedules import densify_thresholds, sample_timesteps
+from splatgen.objectives import CSD, DSDS, ESD, SDS, SSD, VSD
+from splatgen.prior.base import add_noise
 from splatgen.prior.stable_diffusion import StableDiffusionConfig, StableDiffusionPrior
 from splatgen.prompts import PromptConfig, build_view_prompts
-from splatgen.render import make_backgrounds, rasterize, resolve_backend
+from splatgen.render import resolve_backend
 from splatgen.scene.cameras import sample_cameras
-from splatgen.scene.densify import Densifier, DensifyConfig
-from splatgen.scene.gaussians import activate
-from splatgen.scene.init import BallInit, initial_gaussians
+from splatgen.scene.densify import DensifyConfig
+from splatgen.scene.init import BallInit
 from splatgen.tiny_models import TINY_MODEL_ID, resolve_sd_model
 from splatgen.train import assemble
 from splatgen.train.config import TrainConfig
-from splatgen.train.distill import (
-    DistillationResult,
-    PromptEmbeddings,
-    camera_condition,
-    distillation_step,
-    lora_predictions,
-    prior_predictions,
-)
-from splatgen.train.loop import _all_finite  # the trainer's per-step NaN/Inf check, timed as it is
-from splatgen.train.optim import make_optimizers, means_learning_rate, set_means_learning_rate
+from splatgen.train.distill import Region, camera_condition, lora_predictions, no_region, prior_predictions
+from splatgen.train.step import TrainState, snapshot_factory, train_step
 from splatgen.viewer import LiveViewer, ViewerConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,15 +141,8 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class UnfencedTimer:
-    """Times nothing and adds no synchronisation: the full step runs exactly as the product's does."""
-
-    def __call__(self, name: str) -> nullcontext:  # noqa: ARG002
-        return nullcontext()
-
-
 class FencedTimer:
-    """Times named parts of a step, synchronising the device before and after each part.
+    """A `Region` that times named parts of a step, synchronising the device before and after each part.
 
     A part named twice in one step (densification before and after backward) adds up.
     """
@@ -252,170 +238,53 @@ def train_config(settings: BenchSettings, objective_name: str, batch: int) -> Tr
 
 
 @dataclass
-class StepState:
-    """Everything one training step reads and updates (what `train.train` creates before its loop)."""
+class BenchState:
+    """A run's `TrainState` (built by the product's `assemble.initial_state`), its viewer, and the scene
+    every timed step starts from."""
 
-    config: TrainConfig
-    device: torch.device
-    prior: StableDiffusionPrior
-    lora_score: Any
-    text: assemble.TextConditions
-    splats: torch.nn.ParameterDict
-    optimizers: dict[str, torch.optim.Optimizer]
-    densifier: Densifier
-    generator: torch.Generator
+    train: TrainState
     viewer: LiveViewer | None
-    initial_splats: dict[str, torch.Tensor]  # the scene every timed step starts from
-    skipped_steps: int = 0
+    initial_splats: dict[str, torch.Tensor]
 
     @property
-    def batch(self) -> int:
-        return self.config.batch_size
+    def device(self) -> torch.device:
+        return self.train.device
 
     @property
-    def progress(self) -> float:
-        return BENCH_STEP / self.config.steps
+    def config(self) -> TrainConfig:
+        return self.train.config
 
     @torch.no_grad()
-    def reset_scene(self) -> None:
-        """Put the Gaussians back where they started (optimiser moments stay), so that every timed step
-        renders the same scene however many steps ran before (the render cost follows the scene)."""
-        for key, parameter in self.splats.items():
+    def reset(self) -> None:
+        """Back to step BENCH_STEP with the Gaussians where they started (optimiser moments stay), so that
+        every timed step renders the same scene however many steps ran before (the render cost follows it)."""
+        for key, parameter in self.train.splats.items():
             parameter.copy_(self.initial_splats[key])
+        self.train.step = BENCH_STEP
 
 
-def build_step_state(settings: BenchSettings, models: Models, config: TrainConfig, viewer_dir: Path) -> StepState:
+def build_bench_state(settings: BenchSettings, models: Models, config: TrainConfig, viewer_dir: Path) -> BenchState:
     quiet = Console(quiet=True)
-    generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
     view_prompts = build_view_prompts(config.prompt, config.prompts)
-    splats = initial_gaussians(
-        config.init, config.prompt, config.sh_degree, config.densify.max_gaussians, generator, quiet
-    ).to_parameters(settings.device)
+    state = assemble.initial_state(config, models.prior, view_prompts, settings.device, quiet, models.lora_score)
     viewer = LiveViewer(config.viewer, viewer_dir, quiet) if settings.viewer else None
-    return StepState(
-        config=config,
-        device=settings.device,
-        prior=models.prior,
-        lora_score=models.lora_score,
-        text=assemble.TextConditions.build(models.prior, view_prompts, config),
-        splats=splats,
-        optimizers=make_optimizers(splats, config.optim),
-        densifier=Densifier(config.densify, config.steps),
-        generator=generator,
-        viewer=viewer,
-        initial_splats={key: value.detach().clone() for key, value in splats.items()},
-    )
+    initial_splats = {key: value.detach().clone() for key, value in state.splats.items()}
+    return BenchState(state, viewer, initial_splats)
 
 
-# ---------------------------------------------------------------------------------------------
-# The step: `train.py`'s loop body, part by part
+def training_step(bench: BenchState, region: Region) -> None:
+    """One iteration of `train()`'s loop: the product's `train_step` with its parts in `region`, and the
+    viewer's part when it runs (log-interval work excluded: progress line, checkpoint).
 
-
-def fenced_distillation_step(
-    state: StepState, latents: torch.Tensor, cameras, prompts: PromptEmbeddings, timer: FencedTimer
-) -> DistillationResult:
-    """`splatgen.distill.distillation_step`, line for line, with its parts timed (tests check it equals the original)."""
-    prior, objective, generator = state.prior, state.config.objective, state.generator
-    with timer("noise"):
-        batch = latents.shape[0]
-        alphas_cumprod = prior.alphas_cumprod
-        timesteps = sample_timesteps(objective.timesteps, state.progress, batch, alphas_cumprod.shape[0], generator)
-        timesteps = timesteps.to(latents.device)
-        noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
-        clean = latents.detach()
-        abar = alphas_cumprod[timesteps].view(-1, 1, 1, 1).to(clean.dtype)
-        noisy = abar.sqrt() * clean + (1.0 - abar).sqrt() * noise  # x_t [B, c, h, w]
-    with timer("unet_cfg"):
-        eps_cond, eps_uncond, eps_negative = prior_predictions(prior, objective, noisy, timesteps, prompts, cameras)
-    eps_lora_camera = eps_lora_no_camera = conditions = None
-    if state.lora_score is not None:
-        with timer("unet_lora"):
-            conditions = camera_condition(objective, cameras)
-            eps_lora_camera, eps_lora_no_camera = lora_predictions(
-                state.lora_score, objective, noisy, timesteps, prompts.plain, conditions
-            )
-    with timer("objective"):
-        inputs = ScoreInputs(
-            latents=clean,
-            noise=noise,
-            timesteps=timesteps,
-            alphas_cumprod=alphas_cumprod,
-            eps_cond=eps_cond.to(clean.dtype),
-            eps_uncond=eps_uncond.to(clean.dtype),
-            progress=state.progress,
-            eps_lora_camera=eps_lora_camera,
-            eps_lora_no_camera=eps_lora_no_camera,
-            eps_negative=None if eps_negative is None else eps_negative.to(clean.dtype),
-        )
-        gradient = objective.gradient(inputs)
-        loss = reparameterised_loss(latents, gradient)
-    return DistillationResult(loss, gradient, timesteps, conditions)
-
-
-def training_step(state: StepState, timer: FencedTimer | UnfencedTimer) -> None:
-    """One step of `train.train`'s loop (log-interval work excluded: grad norm, progress line, checkpoint).
-
-    Call `state.reset_scene()` first (untimed) to time every step on the same scene.
+    Call `bench.reset()` first (untimed) to time every step on the same scene at step BENCH_STEP.
     """
-    config, splats, optimizers, densifier = state.config, state.splats, state.optimizers, state.densifier
-    objective, progress, step = config.objective, state.progress, BENCH_STEP
-    fenced = isinstance(timer, FencedTimer)
-    if state.viewer is not None:
-        with timer("viewer"):
-            state.viewer.wait_while_paused()
-    # 1. cameras and backgrounds
-    with timer("cameras"):
-        size = config.render_size
-        cameras = sample_cameras(config.cameras, state.batch, size, size, state.generator).to(state.device)
-        backgrounds = make_backgrounds(config.background, state.batch, state.generator, state.device)
-    # 2. render
-    with timer("render"):
-        render = rasterize(activate(splats, config.sh_degree), cameras, backgrounds, config.render_backend)
-    with timer("densify"):
-        densifier.step_pre_backward(splats, optimizers, step, render.info)
-    # 3. prior and objective
-    with timer("vae_encode"):
-        latents = state.prior.encode_images(render.images.permute(0, 3, 1, 2))  # [B, 3, H, W] -> [B, c, h, w]
-    with timer("text"):
-        prompts = state.text.for_cameras(cameras)
-    if fenced:
-        result = fenced_distillation_step(state, latents, cameras, prompts, timer)
-    else:
-        result = distillation_step(
-            state.prior, objective, latents, cameras, prompts, progress, state.generator, state.lora_score
-        )
-    # 4. optimiser step, unless the step went non-finite
-    with timer("backward"):
-        result.loss.backward()
-    with timer("finite_check"):
-        finite = _all_finite(result.loss, splats)
-    if not finite:
-        state.skipped_steps += 1
-        for optimizer in optimizers.values():
-            optimizer.zero_grad(set_to_none=True)
-        return
-    with timer("optimizer"):
-        set_means_learning_rate(optimizers, means_learning_rate(config.optim, progress))
-        for optimizer in optimizers.values():
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-    # 5. densification bookkeeping (refinement itself is off: see NEVER)
-    with timer("densify"):
-        thresholds = densify_thresholds(config.densify, objective, progress)
-        densifier.step_post_backward(splats, optimizers, step, render.info, thresholds)
-    if state.lora_score is not None:
-        with timer("lora_train"):
-            state.lora_score.train_step(latents.detach(), prompts.plain, result.camera_conditions, state.generator)
-    # 6. viewer
-    if state.viewer is not None:
-        with timer("viewer"):
-            num_timesteps = state.prior.alphas_cumprod.shape[0]
-            view_prompts = state.text.view_prompts
-            snapshot = assemble.snapshot_factory(
-                step, config, splats, result, progress, num_timesteps, cameras, view_prompts
-            )
-            state.viewer.publish(snapshot)
+    if bench.viewer is not None:
+        with region("viewer"):
+            bench.viewer.wait_while_paused()
+    result = train_step(bench.train, region)
+    if bench.viewer is not None:
+        with region("viewer"):
+            bench.viewer.publish(snapshot_factory(bench.train, result))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,8 +293,7 @@ def training_step(state: StepState, timer: FencedTimer | UnfencedTimer) -> None:
 
 def lora_training_compute(lora_score, latents, noise, timesteps, text_embeddings, conditions) -> None:
     """What `LoraScore.train_step` computes (forward, MSE, backward, AdamW), without its host-side sampling."""
-    alpha_bar = lora_score.prior.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
-    noisy = alpha_bar.sqrt() * latents + (1.0 - alpha_bar).sqrt() * noise  # [B, c, h, w]
+    noisy = add_noise(latents, noise, timesteps, lora_score.prior.alphas_cumprod)  # [B, c, h, w]
     with lora_score._lora_unet():
         loss = F.mse_loss(lora_score._forward(noisy, timesteps, text_embeddings, conditions), noise)
         lora_score.optimizer.zero_grad(set_to_none=True)
@@ -433,9 +301,10 @@ def lora_training_compute(lora_score, latents, noise, timesteps, text_embeddings
         lora_score.optimizer.step()
 
 
-def floor_pieces(state: StepState) -> dict[str, Callable[[], Any]]:
+def floor_pieces(bench: BenchState) -> dict[str, Callable[[], Any]]:
     """Device-resident inputs of the step's shapes, and one closure per piece of the prior's work."""
-    device, prior, batch, size = state.device, state.prior, state.batch, state.config.render_size
+    state = bench.train
+    device, prior, batch, size = state.device, state.prior, state.config.batch_size, state.config.render_size
     objective, lora_score = state.config.objective, state.lora_score
     generator = torch.Generator(device=device).manual_seed(0)
     cameras = sample_cameras(state.config.cameras, batch, size, size, torch.Generator().manual_seed(0)).to(device)
@@ -483,17 +352,17 @@ def sync_site(filename: str, lineno: int) -> str:
     return f"{name}:{lineno}"
 
 
-def count_syncs(state: StepState) -> tuple[int, dict[str, int]] | None:
+def count_syncs(bench: BenchState) -> tuple[int, dict[str, int]] | None:
     """Synchronising CUDA calls in one full step, with where they happen; None off CUDA or if counting fails."""
-    if state.device.type != "cuda":
+    if bench.device.type != "cuda":
         return None
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
             try:
-                state.reset_scene()
-                training_step(state, UnfencedTimer())
+                bench.reset()
+                training_step(bench, no_region)
             finally:
                 torch.cuda.set_sync_debug_mode("default")
         sites = Counter(sync_site(w.filename, w.lineno) for w in caught if "synchroniz" in str(w.message))
@@ -518,27 +387,27 @@ def reset_peak_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def time_full_step(state: StepState) -> float:
+def time_full_step(bench: BenchState) -> float:
     """Milliseconds of one unfenced step from the initial scene (one synchronisation, at the end)."""
-    state.reset_scene()
-    return time_call_ms(state.device, lambda: training_step(state, UnfencedTimer()))
+    bench.reset()
+    return time_call_ms(bench.device, lambda: training_step(bench, no_region))
 
 
-def run_fenced_step(state: StepState, timer: FencedTimer) -> None:
-    state.reset_scene()
-    training_step(state, timer)
+def run_fenced_step(bench: BenchState, timer: FencedTimer) -> None:
+    bench.reset()
+    training_step(bench, timer)
     timer.end_step()
 
 
-def warm_up(state: StepState, steps: int) -> None:
-    backend = resolve_backend(state.config.render_backend, state.device)
+def warm_up(bench: BenchState, steps: int) -> None:
+    backend = resolve_backend(bench.config.render_backend, bench.device)
     if backend == "gsplat":
         note(
             "gsplat: the first call JIT-compiles its CUDA kernels (minutes the first time; set TORCH_CUDA_ARCH_LIST, "
             "e.g. 9.0 on an H200); the warm-up absorbs it"
         )
     for index in range(steps):
-        seconds = time_full_step(state) / 1e3
+        seconds = time_full_step(bench) / 1e3
         if index == 0 and seconds > 5.0:
             note(f"first warm-up step took {seconds:.1f} s (JIT compilation / autotuning)")
 
@@ -546,26 +415,26 @@ def warm_up(state: StepState, steps: int) -> None:
 def bench_configuration(settings: BenchSettings, models: Models, objective_name: str, batch: int) -> dict[str, Any]:
     config = train_config(settings, objective_name, batch)
     with tempfile.TemporaryDirectory(prefix="splatgen-bench-") as viewer_dir:
-        state = build_step_state(settings, models, config, Path(viewer_dir))
+        bench = build_bench_state(settings, models, config, Path(viewer_dir))
         try:
             reset_peak_memory(settings.device)
-            floor = floor_pieces(state)
-            warm_up(state, settings.warmup)
+            floor = floor_pieces(bench)
+            warm_up(bench, settings.warmup)
             for call in floor.values():
                 call()
             full_ms, fenced, floor_ms = [], FencedTimer(settings.device), defaultdict(list)
             for _ in range(settings.steps):  # interleaved, so that load changes on a shared machine hit all three alike
-                full_ms.append(time_full_step(state))
-                run_fenced_step(state, fenced)
+                full_ms.append(time_full_step(bench))
+                run_fenced_step(bench, fenced)
                 for name, call in floor.items():
                     floor_ms[name].append(time_call_ms(settings.device, call))
-            syncs = count_syncs(state)
+            syncs = count_syncs(bench)
             peak_mb, peak_kind = peak_memory_mb(settings.device)
         finally:
-            if state.viewer is not None:
-                state.viewer.close()
+            if bench.viewer is not None:
+                bench.viewer.close()
     floor_parts = {name: statistics.median(values) for name, values in floor_ms.items()}
-    return configuration_record(settings, config, state, full_ms, fenced, floor_parts, syncs, peak_mb, peak_kind)
+    return configuration_record(settings, config, bench.train, full_ms, fenced, floor_parts, syncs, peak_mb, peak_kind)
 
 
 def configuration_record(

@@ -9,15 +9,27 @@ import pytest
 import torch
 
 from splatgen.objectives import DSDS, SDS
-from splatgen.objectives.schedules import densify_thresholds
 from splatgen.render import make_backgrounds, rasterize
 from splatgen.scene.cameras import OrbitSampler, sample_cameras
-from splatgen.scene.densify import AbsoluteGrowth, Densifier, DensifyConfig, DensifyThresholds, RelativeGrowth
+from splatgen.scene.densify import (
+    AbsoluteGrowth,
+    Densifier,
+    DensifyConfig,
+    DensifyThresholds,
+    RelativeGrowth,
+    densify_thresholds,
+)
 from splatgen.scene.gaussians import activate
 from splatgen.scene.init import BallInit, random_ball
 from splatgen.train.optim import OptimConfig, make_optimizers
 
 REFINE_STEP = 100
+
+
+def thresholds_at(densify: DensifyConfig, objective, progress: float) -> DensifyThresholds:
+    """What the training step passes: the truncation c(progress) as a fraction of its maximum (None: none)."""
+    truncation = objective.truncation(progress)
+    return densify_thresholds(densify, None if truncation is None else truncation / objective.max_truncation)
 
 
 def rendered_scene(seed: int = 0, count: int = 300):
@@ -44,13 +56,13 @@ def refine_once(config: DensifyConfig, thresholds: DensifyThresholds, seed: int 
 def test_growth_threshold_follows_the_truncation_ramp():
     densify = DensifyConfig(growth=AbsoluteGrowth(grad2d=4e-4))
     dsds = DSDS(truncation_start=2.0, truncation_end=8.0)
-    assert densify_thresholds(densify, dsds, 0.0).grow_grad2d == pytest.approx(1e-4)
-    assert densify_thresholds(densify, dsds, 0.5).grow_grad2d == pytest.approx(2.5e-4)
-    assert densify_thresholds(densify, dsds, 1.0).grow_grad2d == pytest.approx(4e-4)
+    assert thresholds_at(densify, dsds, 0.0).grow_grad2d == pytest.approx(1e-4)
+    assert thresholds_at(densify, dsds, 0.5).grow_grad2d == pytest.approx(2.5e-4)
+    assert thresholds_at(densify, dsds, 1.0).grow_grad2d == pytest.approx(4e-4)
     for progress in (0.0, 0.5, 1.0):  # no truncation: a constant threshold
-        assert densify_thresholds(densify, SDS(), progress).grow_grad2d == 4e-4
+        assert thresholds_at(densify, SDS(), progress).grow_grad2d == 4e-4
     untied = DensifyConfig(growth=AbsoluteGrowth(grad2d=4e-4), tie_to_truncation=False)
-    assert densify_thresholds(untied, dsds, 0.0).grow_grad2d == 4e-4
+    assert thresholds_at(untied, dsds, 0.0).grow_grad2d == 4e-4
 
 
 def test_a_different_truncation_schedule_changes_the_densification():
@@ -63,8 +75,8 @@ def test_a_different_truncation_schedule_changes_the_densification():
         start_fraction=0.0,
         stop_fraction=1.0,
     )
-    gentle = densify_thresholds(densify, DSDS(truncation_start=2.0, truncation_end=8.0), 0.25)
-    flat = densify_thresholds(densify, DSDS(truncation_start=8.0, truncation_end=8.0), 0.25)
+    gentle = thresholds_at(densify, DSDS(truncation_start=2.0, truncation_end=8.0), 0.25)
+    flat = thresholds_at(densify, DSDS(truncation_start=8.0, truncation_end=8.0), 0.25)
     assert gentle.grow_grad2d < flat.grow_grad2d
     gentle_report, _ = refine_once(densify, gentle)
     flat_report, _ = refine_once(densify, flat)
@@ -167,8 +179,8 @@ def test_a_later_truncation_schedule_still_changes_relative_growth():
     """With the reference frozen, a truncation ramp that is low at this refinement grows more Gaussians."""
     splats, _, info = rendered_scene()
     densify = DensifyConfig(refine_every=REFINE_STEP, start_fraction=0.0, stop_fraction=1.0)
-    gentle = densify_thresholds(densify, DSDS(truncation_start=2.0, truncation_end=8.0), 0.0)
-    flat = densify_thresholds(densify, DSDS(truncation_start=8.0, truncation_end=8.0), 0.0)
+    gentle = thresholds_at(densify, DSDS(truncation_start=2.0, truncation_end=8.0), 0.0)
+    flat = thresholds_at(densify, DSDS(truncation_start=8.0, truncation_end=8.0), 0.0)
     gentle_report, _ = refine_once(densify, gentle)
     flat_report, _ = refine_once(densify, flat)
     assert gentle_report.reference == flat_report.reference  # same scene, same calibration

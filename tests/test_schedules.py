@@ -14,7 +14,6 @@ from splatgen.objectives.schedules import (
     sample_timesteps,
     timestep_fractions,
     timestep_range,
-    truncation_at,
     truncation_threshold,
 )
 
@@ -37,10 +36,10 @@ def test_truncation_threshold_is_two_to_eight_linear():
     assert truncation_threshold(0.3) == pytest.approx(8.0 * (0.25 + 0.75 * 0.3))
 
 
-def test_truncation_at_reads_the_objective():
-    assert truncation_at(DSDS(), 0.0) == 2.0
-    assert truncation_at(DSDS(truncation_start=1.0, truncation_end=3.0), 0.5) == 2.0
-    assert truncation_at(SDS(), 0.5) is None and truncation_at(SSD(), 0.5) is None
+def test_objective_truncation_reads_the_objective():
+    assert DSDS().truncation(0.0) == 2.0
+    assert DSDS(truncation_start=1.0, truncation_end=3.0).truncation(0.5) == 2.0
+    assert SDS().truncation(0.5) is None and SSD().truncation(0.5) is None
 
 
 def test_default_range_is_twenty_to_nine_eighty():

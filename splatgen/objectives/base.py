@@ -1,4 +1,4 @@
-"""What every objective sees, the timestep weightings, and the reparameterised loss.
+"""The objective contract, what every objective sees, the timestep weightings, and the reparameterised loss.
 
 Conventions (DESIGN.md): x = clean latent, eps ~ N(0, I), abar_t = alphas_cumprod[t],
 x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps; eps_y / eps_0 = predictions with the view prompt /
@@ -8,11 +8,15 @@ the negative prompt; CFG is the diffusers convention eps_hat = eps_0 + s (eps_y 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
 
+if TYPE_CHECKING:
+    from splatgen.objectives.schedules import TimestepSchedule
+
 Weighting = Literal["sds", "uniform", "fantasia3d"]
+CameraCondition = Literal["extrinsics", "mvp"]
 
 
 @dataclass
@@ -49,3 +53,50 @@ def reparameterised_loss(latents: torch.Tensor, gradient: torch.Tensor) -> torch
     """0.5 ||x - (x - g).detach()||^2 summed, divided by the batch: d(loss)/dx = g / B exactly."""
     target = (latents - gradient).detach()
     return 0.5 * torch.nn.functional.mse_loss(latents, target, reduction="sum") / latents.shape[0]
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """What the training step reads of an objective (`splatgen.train.distill`, `splatgen.train.step`).
+
+    An objective is a dataclass (its fields are the `--objective.*` flags and the YAML keys) with a
+    pure gradient rule. `ObjectiveDefaults` supplies the optional parts as class variables, so an
+    objective declares only what it uses.
+    """
+
+    timesteps: TimestepSchedule  # the range t is drawn from, and its annealing
+    uses_lora: bool  # the step keeps a LoRA score eps_phi (VSD/ESD) and fills ScoreInputs.eps_lora_*
+    negative_weight: float  # > 0: a third UNet batch with the negative prompt (ScoreInputs.eps_negative)
+    entropy_weight: float  # > 0: the LoRA is also asked without its camera (ScoreInputs.eps_lora_no_camera)
+    camera_condition: CameraCondition  # what the LoRA's camera embedding reads (uses_lora only)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field that is out of range."""
+        ...
+
+    def gradient(self, inputs: ScoreInputs) -> torch.Tensor:
+        """The gradient g on the clean latents [B, c, h, w]; `reparameterised_loss` applies it."""
+        ...
+
+    def truncation(self, progress: float) -> float | None:
+        """The score-truncation threshold c(progress), or None for an objective that does not truncate."""
+        ...
+
+    @property
+    def max_truncation(self) -> float | None:
+        """The largest c over the run (what densification's growth threshold is relative to), or None."""
+        ...
+
+
+class ObjectiveDefaults:
+    """The optional parts of `Objective` for an objective that does not use them: no LoRA, two UNet
+    batches (view prompt, negative prompt), no truncation. Objectives override them as fields."""
+
+    uses_lora: ClassVar[bool] = False
+    negative_weight: ClassVar[float] = 0.0
+    entropy_weight: ClassVar[float] = 0.0
+    camera_condition: ClassVar[CameraCondition] = "extrinsics"
+    max_truncation: ClassVar[float | None] = None
+
+    def truncation(self, progress: float) -> float | None:
+        return None

@@ -9,17 +9,16 @@ negative prompt, in ScoreInputs.eps_negative; eps_uncond is then the empty promp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 
-from splatgen.objectives.base import ScoreInputs, Weighting, timestep_weights
+from splatgen.objectives.base import ObjectiveDefaults, ScoreInputs, Weighting, timestep_weights
 from splatgen.objectives.schedules import TimestepSchedule
 from splatgen.objectives.sds import validate_shared_fields
 
 
 @dataclass
-class CSD:
+class CSD(ObjectiveDefaults):
     """Classifier score distillation: g = w(t) s [(eps_y - eps_0) - beta (eps_neg - eps_0)]."""
 
     guidance_scale: float = 1.0
@@ -30,8 +29,6 @@ class CSD:
     """Timestep weighting w(t): sds = 1 - abar_t (the CSD code), uniform = 1, fantasia3d = sqrt(abar_t)(1 - abar_t)."""
     timesteps: TimestepSchedule = field(default_factory=TimestepSchedule)
     """Range t is drawn from per view (0.02..0.98, no annealing; csd-sd-refine uses max 0.5)."""
-
-    uses_lora: ClassVar[bool] = False
 
     def validate(self) -> None:
         validate_shared_fields(self.guidance_scale, self.weighting, self.timesteps)

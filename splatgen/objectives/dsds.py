@@ -7,11 +7,11 @@ detail through later: the threshold c rises linearly from 2.0 to 8.0 over the ru
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 
-from splatgen.objectives.base import ScoreInputs, Weighting, timestep_weights
+from splatgen.objectives.base import ObjectiveDefaults, ScoreInputs, Weighting, timestep_weights
 from splatgen.objectives.schedules import TimestepSchedule, truncation_threshold
 from splatgen.objectives.sds import classifier_free_guidance, gaussiandreamer_timesteps, validate_shared_fields
 
@@ -19,7 +19,7 @@ TruncationPlacement = Literal["weighted", "residual"]
 
 
 @dataclass
-class DSDS:
+class DSDS(ObjectiveDefaults):
     """Debiased SDS (score debiasing): g = clamp(w(t)(eps_hat - eps), -c, c), c rising 2 -> 8 over the run."""
 
     guidance_scale: float = 100.0
@@ -34,8 +34,6 @@ class DSDS:
     """Timestep weighting w(t): sds = 1 - abar_t, uniform = 1, fantasia3d = sqrt(abar_t)(1 - abar_t)."""
     timesteps: TimestepSchedule = field(default_factory=gaussiandreamer_timesteps)
     """Range t is drawn from per view (GaussianDreamer: 0.02..0.98, the maximum dropping to 0.55 at 500/1200 of the run)."""
-
-    uses_lora: ClassVar[bool] = False
 
     def validate(self) -> None:
         validate_shared_fields(self.guidance_scale, self.weighting, self.timesteps)
@@ -52,6 +50,13 @@ class DSDS:
 
     def gradient(self, inputs: ScoreInputs) -> torch.Tensor:
         return dsds_gradient(self, inputs)
+
+    def truncation(self, progress: float) -> float:
+        return truncation_threshold(progress, self.truncation_start, self.truncation_end)
+
+    @property
+    def max_truncation(self) -> float:
+        return max(self.truncation_start, self.truncation_end)
 
 
 def dsds_gradient(config: DSDS, inputs: ScoreInputs) -> torch.Tensor:

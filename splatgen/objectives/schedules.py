@@ -1,29 +1,24 @@
 """Schedules: plain functions of training progress in [0, 1] (step / total steps).
 
-The truncation threshold of score debiasing and the timestep range live here together, so their
-coupling with densification can be read in one file (DESIGN.md, "Densify/prune tied to
-truncation").
+The truncation threshold of score debiasing and the timestep range live here together; an
+objective reads them (`DSDS.truncation`, `objective.timesteps`), and densification scales its
+growth threshold by the truncation (`splatgen.scene.densify.densify_thresholds`).
 
     linear_ramp(progress, start, end)          the one interpolation every ramp uses
     truncation_threshold(progress, start, end) D-SDS c(progress), 2.0 -> 8.0 by default
-    truncation_at(objective, progress)         that threshold for an objective, None if it has none
     TimestepSchedule                           the range t is drawn from, and its annealing
     timestep_fractions(schedule, progress)     (lo, hi) as fractions of the training timesteps
     timestep_range(schedule, progress, T)      (min_step, max_step): integers in [0, T), inclusive
     sample_timesteps(schedule, progress, B, T) per-view integer t in [min_step, max_step]
-    densify_thresholds(densify, objective, p)  the growth threshold, scaled by c(progress) / c_max
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Literal, get_args
 
 import torch
-
-if TYPE_CHECKING:
-    from splatgen.scene.densify import DensifyConfig, DensifyThresholds
 
 Annealing = Literal["none", "step", "linear", "sqrt"]
 
@@ -42,15 +37,6 @@ def truncation_threshold(progress: float, start: float = 2.0, end: float = 8.0) 
     threestudio: grad_clip = [0, 2.0, 8.0, total_steps]).
     """
     return linear_ramp(progress, start, end)
-
-
-def truncation_at(objective: object, progress: float) -> float | None:
-    """The objective's score-truncation threshold at this progress; None for objectives that do not truncate."""
-    from splatgen.objectives.dsds import DSDS  # deferred: the objectives import this module
-
-    if isinstance(objective, DSDS):
-        return truncation_threshold(progress, objective.truncation_start, objective.truncation_end)
-    return None
 
 
 @dataclass
@@ -132,24 +118,3 @@ def sample_timesteps(
     min_step, max_step = timestep_range(schedule, progress, num_train_timesteps)
     device = generator.device if generator is not None else torch.device("cpu")
     return torch.randint(min_step, max_step + 1, (batch,), generator=generator, device=device, dtype=torch.int64)
-
-
-def densify_thresholds(densify: DensifyConfig, objective: object, progress: float) -> DensifyThresholds:
-    """The densify/prune thresholds of a refinement at this progress, derived from the truncation.
-
-    With score debiasing the gradient that reaches the Gaussians is bounded by the truncation
-    value c(progress), while gsplat grows a Gaussian when its accumulated screen-space gradient
-    exceeds a fixed threshold. A fixed threshold therefore densifies too little while c is small
-    and too much once it is large. The growth threshold scales with c(progress) / c_max, so a
-    Gaussian whose gradient is the same fraction of what the truncation lets through grows at
-    every stage of the ramp (DESIGN.md, "Densify/prune tied to truncation"). Objectives without
-    truncation (and `densify.tie_to_truncation = False`) use the constant threshold: c is constant.
-    """
-    from splatgen.scene.densify import DensifyThresholds  # deferred: densify imports gsplat
-
-    scale = 1.0
-    truncation = truncation_at(objective, progress)
-    if densify.tie_to_truncation and truncation is not None:
-        ceiling = max(objective.truncation_start, objective.truncation_end)  # type: ignore[attr-defined]
-        scale = truncation / ceiling
-    return DensifyThresholds(grow_grad2d=densify.growth.threshold * scale, prune_opacity=densify.prune_opacity)

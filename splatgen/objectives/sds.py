@@ -8,11 +8,11 @@ validation of the fields they have in common.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, get_args
+from typing import get_args
 
 import torch
 
-from splatgen.objectives.base import ScoreInputs, Weighting, timestep_weights
+from splatgen.objectives.base import ObjectiveDefaults, ScoreInputs, Weighting, timestep_weights
 from splatgen.objectives.schedules import TimestepSchedule
 
 
@@ -37,7 +37,7 @@ def gaussiandreamer_timesteps() -> TimestepSchedule:
 
 
 @dataclass
-class SDS:
+class SDS(ObjectiveDefaults):
     """Score Distillation Sampling (DreamFusion): g = w(t) (eps_hat - eps)."""
 
     guidance_scale: float = 100.0
@@ -46,8 +46,6 @@ class SDS:
     """Timestep weighting w(t): sds = 1 - abar_t (DreamFusion), uniform = 1, fantasia3d = sqrt(abar_t)(1 - abar_t)."""
     timesteps: TimestepSchedule = field(default_factory=gaussiandreamer_timesteps)
     """Range t is drawn from per view (GaussianDreamer: 0.02..0.98, the maximum dropping to 0.55 at 500/1200 of the run)."""
-
-    uses_lora: ClassVar[bool] = False
 
     def validate(self) -> None:
         validate_shared_fields(self.guidance_scale, self.weighting, self.timesteps)

@@ -11,11 +11,10 @@ mode-disengaging term (scale matching, App. Fig. 22).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 
-from splatgen.objectives.base import ScoreInputs, Weighting, timestep_weights
+from splatgen.objectives.base import ObjectiveDefaults, ScoreInputs, Weighting, timestep_weights
 from splatgen.objectives.schedules import TimestepSchedule
 from splatgen.objectives.sds import validate_shared_fields
 
@@ -23,7 +22,7 @@ STABLE_DIFFUSION_TRAIN_TIMESTEPS = 1000
 
 
 @dataclass
-class SSD:
+class SSD(ObjectiveDefaults):
     """Stable score distillation: mode-disengaging for t >= T_M, scale-matched variance-reduced mode-seeking below."""
 
     guidance_scale: float = 7.5
@@ -34,8 +33,6 @@ class SSD:
     """Timestep weighting w(t): sds = 1 - abar_t, uniform = 1, fantasia3d = sqrt(abar_t)(1 - abar_t)."""
     timesteps: TimestepSchedule = field(default_factory=TimestepSchedule)
     """Range t is drawn from per view (0.02..0.98, no annealing: T_M = 200 then governs ~1/5 of the steps, as in the paper)."""
-
-    uses_lora: ClassVar[bool] = False
 
     def validate(self) -> None:
         validate_shared_fields(self.guidance_scale, self.weighting, self.timesteps)

@@ -9,15 +9,13 @@ dataclass documents and selects the whole method.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 
-from splatgen.objectives.base import ScoreInputs, Weighting, timestep_weights
+from splatgen.objectives.base import CameraCondition, ObjectiveDefaults, ScoreInputs, Weighting, timestep_weights
 from splatgen.objectives.schedules import TimestepSchedule
 from splatgen.objectives.sds import classifier_free_guidance, validate_shared_fields
-
-CameraCondition = Literal["extrinsics", "mvp"]
 
 
 def prolificdreamer_timesteps() -> TimestepSchedule:
@@ -27,7 +25,7 @@ def prolificdreamer_timesteps() -> TimestepSchedule:
 
 
 @dataclass
-class VariationalScoreFields:
+class VariationalScoreFields(ObjectiveDefaults):
     """Fields shared by VSD and ESD: guidance, weighting, timesteps and the LoRA's hyperparameters."""
 
     guidance_scale: float = 7.5

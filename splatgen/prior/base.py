@@ -39,6 +39,18 @@ class DiffusionPrior(Protocol):
         ...
 
 
+def add_noise(
+    clean: torch.Tensor,  # [B, c, h, w] x
+    noise: torch.Tensor,  # [B, c, h, w] eps
+    timesteps: torch.Tensor,  # [B] int64
+    alphas_cumprod: torch.Tensor,  # [T]
+) -> torch.Tensor:
+    """The forward process x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps, [B, c, h, w] (DDPM, Ho et al. 2020,
+    Eq. 4; diffusers' `DDPMScheduler.add_noise`)."""
+    abar = alphas_cumprod[timesteps].view(-1, 1, 1, 1).to(clean.dtype)
+    return abar.sqrt() * clean + (1.0 - abar).sqrt() * noise
+
+
 def batched_noise_predictions(
     prior: DiffusionPrior,
     noisy_latents: torch.Tensor,  # [B, c, h, w]

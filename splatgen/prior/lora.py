@@ -34,6 +34,7 @@ from diffusers.models.embeddings import TimestepEmbedding
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
+from splatgen.prior.base import add_noise
 from splatgen.prior.stable_diffusion import ADAPTERS_ON, StableDiffusionPrior, use_lora_weights, use_pretrained_weights
 from splatgen.scene.cameras import CameraBatch
 
@@ -195,8 +196,7 @@ class LoraScore:
         noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(prior.device)
         timesteps = torch.randint(0, prior.num_train_timesteps, (batch,), generator=generator, device=generator.device)
         timesteps = timesteps.to(prior.device)
-        alpha_bar = prior.alphas_cumprod[timesteps].view(batch, 1, 1, 1)
-        noisy_latents = alpha_bar.sqrt() * latents + (1.0 - alpha_bar).sqrt() * noise  # [B, 4, h, w]
+        noisy_latents = add_noise(latents, noise, timesteps, prior.alphas_cumprod)  # [B, 4, h, w]
         text_embeddings = text_embeddings.detach().expand(batch, -1, -1)
         with self._lora_unet():
             loss = F.mse_loss(self._forward(noisy_latents, timesteps, text_embeddings, conditions), noise)

@@ -12,9 +12,9 @@ What splatgen adds around it:
   for the same relative gradients (Adam, which every parameter uses, is itself scale-invariant, so
   this was the one place the objective's scale leaked into the result). `AbsoluteGrowth` keeps
   gsplat's fixed threshold;
-- the thresholds are arguments of each refinement (`DensifyThresholds`), so the schedule module can
-  derive them from the score-truncation value (see `schedules.densify_thresholds`): with the reference
-  frozen, a truncation that rises later still lowers the growth early and raises it late;
+- the thresholds are arguments of each refinement (`DensifyThresholds`), derived per step from the
+  score-truncation value (`densify_thresholds`): with the reference frozen, a truncation that rises
+  later still lowers the growth early and raises it late;
 - a hard cap on the number of Gaussians: when more candidates pass the threshold than the cap
   allows, only those with the largest gradients grow;
 - the periodic opacity reset is called directly, since gsplat 1.5.3's own never fires
@@ -127,6 +127,24 @@ class DensifyThresholds:
 
     grow_grad2d: float
     prune_opacity: float
+
+
+def densify_thresholds(densify: DensifyConfig, truncation_fraction: float | None) -> DensifyThresholds:
+    """The densify/prune thresholds of a refinement, given the truncation's fraction of its maximum.
+
+    `truncation_fraction` is c(progress) / c_max in (0, 1], or None for objectives without truncation.
+    With score debiasing (D-SDS, Hong et al., arXiv 2303.15413) the gradient that reaches the
+    Gaussians is bounded by c(progress), while gsplat grows a Gaussian when its accumulated
+    screen-space gradient exceeds a fixed threshold. A fixed threshold therefore densifies too
+    little while c is small and too much once it is large. The growth threshold scales with
+    c(progress) / c_max, so a Gaussian whose gradient is the same fraction of what the truncation
+    lets through grows at every stage of the ramp. Without truncation (and with
+    `densify.tie_to_truncation = False`) the threshold is constant.
+    """
+    scale = 1.0
+    if densify.tie_to_truncation and truncation_fraction is not None:
+        scale = truncation_fraction
+    return DensifyThresholds(grow_grad2d=densify.growth.threshold * scale, prune_opacity=densify.prune_opacity)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""Training: the loop and everything a run needs around it.
+"""Training: the step, the loop around it, and everything a run needs.
 
 config.py      TrainConfig, the dataclass tree every flag of `splatgen train` comes from
-assemble.py    building a run's parts once: device, run folder, models, prompts, LoRA, viewer
+assemble.py    building a run's parts once: device, run folder, models, prompts, initial state, LoRA, viewer
+step.py        `TrainState` and `train_step(state, region)`: cameras -> render -> prior -> objective -> step -> densify
 distill.py     one score-distillation step on a batch of latents (prior + objective)
-loop.py        `train(config)`: cameras -> render -> prior -> objective -> step -> densify -> log
+loop.py        `train(config)`: the loop around `train_step` (progress, checkpoints, viewer, Ctrl-C)
 optim.py       optimisers and learning-rate schedules
 progress.py    the rich progress display / plain log lines
-run_folder.py  where a run's files live; checkpoint.py: resumable, atomic checkpoints
+run_folder.py  where a run's files live; checkpoint.py: resumable, atomic checkpoints of a `TrainState`
 """

@@ -1,13 +1,14 @@
-"""Building a run's parts from its config: device, run folder, prior, prompts, Gaussians, LoRA, viewer.
+"""Building a run's parts from its config: device, run folder, prior, prompts, initial state, LoRA, viewer.
 
-`train.py` reads top to bottom as the loop; everything it needs created once lives here.
+`loop.py` reads top to bottom as the loop; everything it needs created once lives here.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
@@ -15,15 +16,19 @@ from rich.console import Console
 from splatgen.errors import SplatgenError
 from splatgen.io.config_file import dump_yaml
 from splatgen.io.ply import NonFiniteDropped
-from splatgen.objectives.schedules import timestep_range, truncation_at
 from splatgen.prior.base import DiffusionPrior
-from splatgen.prompts import ViewPrompts, assign_views, build_view_prompts, view_interpolation_weights
-from splatgen.scene.cameras import CameraBatch
+from splatgen.prompts import ViewPrompts, build_view_prompts
+from splatgen.scene.densify import Densifier
 from splatgen.scene.gaussians import Gaussians
+from splatgen.scene.init import initial_gaussians
 from splatgen.tiny_models import resolve_lm, resolve_sd_model
 from splatgen.train.config import TrainConfig
-from splatgen.train.distill import PromptEmbeddings
+from splatgen.train.optim import make_optimizers
 from splatgen.train.run_folder import RunFolder, slugify
+from splatgen.train.step import TextConditions, TrainState
+
+if TYPE_CHECKING:
+    from splatgen.prior.lora import LoraScore
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,43 +92,10 @@ def prepare_view_prompts(config: TrainConfig, console: Console) -> ViewPrompts:
     return view_prompts
 
 
-@dataclass
-class TextConditions:
-    """Text embeddings of the four view prompts, the negative, empty and plain prompts, computed once."""
-
-    view_prompts: ViewPrompts
-    view_embeddings: torch.Tensor  # [4, L, D] in VIEW_NAMES order
-    other_embeddings: torch.Tensor  # [3, L, D]: negative prompt, empty prompt, plain prompt
-    interpolate: bool
-
-    @staticmethod
-    def build(prior: DiffusionPrior, view_prompts: ViewPrompts, config: TrainConfig) -> TextConditions:
-        negative = getattr(getattr(prior, "config", None), "negative_prompt", config.prior.negative_prompt)
-        embeddings = prior.embed_prompts(
-            [*view_prompts.in_view_order(), negative, "", view_prompts.prompt]
-        )  # [7, L, D]
-        return TextConditions(view_prompts, embeddings[:4], embeddings[4:], config.prompts.interpolate_views)
-
-    def for_cameras(self, cameras: CameraBatch) -> PromptEmbeddings:
-        """The prompt embeddings of a camera batch, each [B, L, D]."""
-        azimuth, elevation = cameras.azimuth_deg, cameras.elevation_deg  # on the cameras' device: no host sync
-        if self.interpolate:
-            weights = view_interpolation_weights(azimuth, elevation, self.view_prompts).to(self.view_embeddings)
-            view = torch.einsum("bv,vld->bld", weights, self.view_embeddings)
-        else:
-            view = self.view_embeddings[
-                assign_views(azimuth, elevation, self.view_prompts).to(self.view_embeddings.device)
-            ]
-        negative, empty, plain = (
-            embedding.expand(len(cameras), -1, -1) for embedding in self.other_embeddings[:, None]
-        )
-        return PromptEmbeddings(view=view, negative=negative, empty=empty, plain=plain)
-
-
-def make_lora_score(config: TrainConfig, prior: DiffusionPrior, device: torch.device):
+def make_lora_score(config: TrainConfig, prior: DiffusionPrior, device: torch.device) -> LoraScore | None:
     """The VSD/ESD LoRA score eps_phi, created once (None for objectives without one)."""
     objective = config.objective
-    if not getattr(objective, "uses_lora", False):
+    if not objective.uses_lora:
         return None
     from splatgen.prior.lora import LoraScore, LoraScoreConfig
     from splatgen.prior.stable_diffusion import StableDiffusionPrior
@@ -136,6 +108,38 @@ def make_lora_score(config: TrainConfig, prior: DiffusionPrior, device: torch.de
         rank=objective.lora_rank, learning_rate=objective.lora_lr, camera_dropout=objective.camera_dropout
     )
     return LoraScore(prior, lora_config, seed=config.seed)
+
+
+def initial_state(
+    config: TrainConfig,
+    prior: DiffusionPrior,
+    view_prompts: ViewPrompts,
+    device: torch.device,
+    console: Console,
+    lora_score: LoraScore | None,
+) -> TrainState:
+    """The state of a fresh run at step 0: text embeddings, initial Gaussians, optimisers, densifier.
+
+    Seeds torch's global generator (gsplat's split() draws from it) and creates the sampling
+    generator from `config.seed`; `lora_score` is `make_lora_score(...)` (one per prior).
+    """
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    text = TextConditions.build(prior, view_prompts, config)
+    splats = initial_gaussians(
+        config.init, config.prompt, config.sh_degree, config.densify.max_gaussians, generator, console
+    ).to_parameters(device)
+    return TrainState(
+        config=config,
+        device=device,
+        prior=prior,
+        text=text,
+        splats=splats,
+        optimizers=make_optimizers(splats, config.optim),
+        densifier=Densifier(config.densify, config.steps),
+        generator=generator,
+        lora_score=lora_score,
+    )
 
 
 def start_viewer(config: TrainConfig, run: RunFolder, console: Console):
@@ -151,28 +155,6 @@ def start_viewer(config: TrainConfig, run: RunFolder, console: Console):
             f"[yellow]live viewer not started ({type(error).__name__}: {error}); training continues without it[/]"
         )
         return None
-
-
-def snapshot_factory(
-    step, config: TrainConfig, splats, result, progress: float, num_timesteps: int, cameras, view_prompts: ViewPrompts
-):
-    """A closure the viewer calls only when a push is due (so the loop pays nothing otherwise)."""
-    from splatgen.viewer import TrainingSnapshot
-
-    def build() -> TrainingSnapshot:
-        return TrainingSnapshot(
-            step=step,
-            total_steps=config.steps,
-            loss=float(result.loss.detach()),
-            num_gaussians=len(splats["means"]),
-            truncation=truncation_at(config.objective, progress),
-            timestep_range=timestep_range(config.objective.timesteps, progress, num_timesteps),
-            splats=dict(splats),
-            cameras=cameras,
-            view_prompts=view_prompts.to_json(),
-        )
-
-    return build
 
 
 def write_media(config: TrainConfig, splats, run: RunFolder, device: torch.device, console: Console) -> None:

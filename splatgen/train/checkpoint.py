@@ -1,6 +1,8 @@
 """Resumable checkpoints: everything a run needs to continue bit-for-bit, written atomically.
 
-`<run>/checkpoints/last.pt` is a `torch.save` dict (loadable with `weights_only=True`):
+`save_checkpoint(dir, state)` writes a `TrainState`'s changing part (`TrainState.state_dict()`);
+`restore_checkpoint(dir, state)` puts it back. `<run>/checkpoints/last.pt` is a `torch.save` dict
+(loadable with `weights_only=True`):
 
     step            int, the number of completed steps
     splats          {means, scales, quats, opacities, sh0, shN} raw tensors
@@ -14,23 +16,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from splatgen.errors import SplatgenError
 from splatgen.io.atomic import atomic_path
 
+if TYPE_CHECKING:
+    from splatgen.train.step import TrainState
+
 LAST_CHECKPOINT = "last.pt"
 
 
-def save_checkpoint(checkpoint_dir: Path, state: dict[str, Any]) -> Path:
-    """Write `state` to `checkpoint_dir/last.pt` atomically; returns the path."""
+def save_checkpoint(checkpoint_dir: Path, state: TrainState) -> Path:
+    """Write the state's changing part to `checkpoint_dir/last.pt` atomically; returns the path."""
     path = Path(checkpoint_dir) / LAST_CHECKPOINT
-    cpu_state = _to_cpu(state)
+    cpu_state = _to_cpu(state.state_dict())
     with atomic_path(path) as temporary:
         torch.save(cpu_state, temporary)
     return path
+
+
+def restore_checkpoint(checkpoint_dir: Path, state: TrainState) -> None:
+    """Continue `state` (a fresh run's, same config) from `checkpoint_dir/last.pt`."""
+    state.load_state_dict(load_checkpoint(checkpoint_dir))
 
 
 def load_checkpoint(checkpoint_dir: Path) -> dict[str, Any]:

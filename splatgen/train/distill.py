@@ -4,19 +4,34 @@
     loss = 0.5 ||x - (x - g).detach()||^2 / B        (so d loss / d x = g / B)
 
 Everything here is the same for every objective; what differs lives in the objective's gradient
-rule (`splatgen.objectives`) and, for VSD/ESD, in the LoRA score (`splatgen.prior.lora`).
+rule (`splatgen.objectives`) and, for VSD/ESD, in the LoRA score (`splatgen.prior.lora`). The
+`region(name)` hook wraps each part (a no-op by default; `scripts/bench.py` times the parts with it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from splatgen.objectives.base import ScoreInputs, reparameterised_loss
-from splatgen.objectives.schedules import sample_timesteps
-from splatgen.prior.base import DiffusionPrior, batched_noise_predictions
+from splatgen.objectives.base import Objective, ScoreInputs, reparameterised_loss
+from splatgen.objectives.schedules import sample_timesteps, timestep_range
+from splatgen.prior.base import DiffusionPrior, add_noise, batched_noise_predictions
 from splatgen.scene.cameras import CameraBatch
+
+if TYPE_CHECKING:
+    from splatgen.prior.lora import LoraScore
+
+Region = Callable[[str], AbstractContextManager]
+"""`region(name)` -> a context manager around one named part of a step (timing, profiling ranges)."""
+
+
+def no_region(name: str) -> AbstractContextManager:
+    """The default `Region`: does nothing."""
+    return nullcontext()
 
 
 @dataclass
@@ -34,12 +49,14 @@ class DistillationResult:
     loss: torch.Tensor  # scalar, differentiable in the latents
     gradient: torch.Tensor  # [B, c, h, w] the objective's gradient on the latents
     timesteps: torch.Tensor  # [B]
+    timestep_range: tuple[int, int]  # (min_step, max_step) t was drawn from at this progress
+    truncation: float | None  # the objective's score-truncation threshold at this progress (None: none)
     camera_conditions: torch.Tensor | None = None  # [B, 16] the LoRA's camera input (VSD/ESD), reused to train it
 
 
-def camera_condition(objective, cameras: CameraBatch) -> torch.Tensor:
+def camera_condition(objective: Objective, cameras: CameraBatch) -> torch.Tensor:
     """The LoRA's camera input [B, 16]: flattened camera-to-world, or model-view-projection (ProlificDreamer)."""
-    if getattr(objective, "camera_condition", "extrinsics") == "mvp":
+    if objective.camera_condition == "mvp":
         projection = torch.zeros(len(cameras), 4, 4, dtype=cameras.Ks.dtype, device=cameras.Ks.device)
         projection[:, :3, :3] = cameras.Ks
         projection[:, 3, 2] = 1.0  # homogeneous depth
@@ -50,65 +67,90 @@ def camera_condition(objective, cameras: CameraBatch) -> torch.Tensor:
 
 
 def lora_predictions(
-    lora_score, objective, noisy, timesteps, embeddings, conditions
+    lora_score: LoraScore,
+    objective: Objective,
+    noisy: torch.Tensor,  # [B, c, h, w]
+    timesteps: torch.Tensor,  # [B]
+    embeddings: torch.Tensor,  # [B, L, D]
+    conditions: torch.Tensor,  # [B, 16]
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(eps_phi with camera, eps_phi without camera or None): the second only where ESD's entropy term reads it."""
-    if getattr(objective, "entropy_weight", 0.0) > 0.0:
+    if objective.entropy_weight > 0.0:
         return lora_score.predict_with_and_without_camera(noisy, timesteps, embeddings, conditions)
     return lora_score.predict(noisy, timesteps, embeddings, conditions), None
 
 
-def prior_predictions(prior, objective, noisy, timesteps, text: PromptEmbeddings, cameras) -> tuple[torch.Tensor, ...]:
+def prior_predictions(
+    prior: DiffusionPrior,
+    objective: Objective,
+    noisy: torch.Tensor,  # [B, c, h, w]
+    timesteps: torch.Tensor,  # [B]
+    text: PromptEmbeddings,
+    cameras: CameraBatch | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(eps_y, eps_0, eps_negative or None) from one batched UNet call.
 
     CSD's negative term needs the empty prompt as eps_0 and the negative prompt separately (3B);
     every other objective takes the negative prompt as eps_0 (2B).
     """
-    if getattr(objective, "negative_weight", 0.0) > 0.0:
-        return tuple(
-            batched_noise_predictions(prior, noisy, timesteps, [text.view, text.empty, text.negative], cameras)
+    if objective.negative_weight > 0.0:
+        eps_cond, eps_uncond, eps_negative = batched_noise_predictions(
+            prior, noisy, timesteps, [text.view, text.empty, text.negative], cameras
         )
+        return eps_cond, eps_uncond, eps_negative
     eps_cond, eps_uncond = batched_noise_predictions(prior, noisy, timesteps, [text.view, text.negative], cameras)
     return eps_cond, eps_uncond, None
 
 
 def distillation_step(
     prior: DiffusionPrior,
-    objective,  # one of splatgen.objectives' dataclasses
+    objective: Objective,
     latents: torch.Tensor,  # [B, c, h, w] differentiable
     cameras: CameraBatch,
     text: PromptEmbeddings,
     progress: float,
     generator: torch.Generator,
-    lora_score=None,  # splatgen.prior.lora.LoraScore for objectives with uses_lora
+    lora_score: LoraScore | None = None,  # for objectives with uses_lora
+    region: Region = no_region,
 ) -> DistillationResult:
-    batch = latents.shape[0]
-    alphas_cumprod = prior.alphas_cumprod
-    timesteps = sample_timesteps(objective.timesteps, progress, batch, alphas_cumprod.shape[0], generator).to(
-        latents.device
-    )
-    noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
-    clean = latents.detach()
-    abar = alphas_cumprod[timesteps].view(-1, 1, 1, 1).to(clean.dtype)
-    noisy = abar.sqrt() * clean + (1.0 - abar).sqrt() * noise  # x_t
-    eps_cond, eps_uncond, eps_negative = prior_predictions(prior, objective, noisy, timesteps, text, cameras)
+    """Regions: noise, unet_cfg, unet_lora (LoRA objectives), objective."""
+    with region("noise"):
+        batch = latents.shape[0]
+        alphas_cumprod = prior.alphas_cumprod
+        num_timesteps = alphas_cumprod.shape[0]
+        timesteps = sample_timesteps(objective.timesteps, progress, batch, num_timesteps, generator).to(latents.device)
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+        clean = latents.detach()
+        noisy = add_noise(clean, noise, timesteps, alphas_cumprod)  # x_t [B, c, h, w]
+    with region("unet_cfg"):
+        eps_cond, eps_uncond, eps_negative = prior_predictions(prior, objective, noisy, timesteps, text, cameras)
     eps_lora_camera = eps_lora_no_camera = conditions = None
     if lora_score is not None:
-        conditions = camera_condition(objective, cameras)
-        eps_lora_camera, eps_lora_no_camera = lora_predictions(
-            lora_score, objective, noisy, timesteps, text.plain, conditions
+        with region("unet_lora"):
+            conditions = camera_condition(objective, cameras)
+            eps_lora_camera, eps_lora_no_camera = lora_predictions(
+                lora_score, objective, noisy, timesteps, text.plain, conditions
+            )
+    with region("objective"):
+        inputs = ScoreInputs(
+            latents=clean,
+            noise=noise,
+            timesteps=timesteps,
+            alphas_cumprod=alphas_cumprod,
+            eps_cond=eps_cond.to(clean.dtype),
+            eps_uncond=eps_uncond.to(clean.dtype),
+            progress=progress,
+            eps_lora_camera=eps_lora_camera,
+            eps_lora_no_camera=eps_lora_no_camera,
+            eps_negative=None if eps_negative is None else eps_negative.to(clean.dtype),
         )
-    inputs = ScoreInputs(
-        latents=clean,
-        noise=noise,
+        gradient = objective.gradient(inputs)  # non-finite values are caught by the trainer, which skips the step
+        loss = reparameterised_loss(latents, gradient)
+    return DistillationResult(
+        loss=loss,
+        gradient=gradient,
         timesteps=timesteps,
-        alphas_cumprod=alphas_cumprod,
-        eps_cond=eps_cond.to(clean.dtype),
-        eps_uncond=eps_uncond.to(clean.dtype),
-        progress=progress,
-        eps_lora_camera=eps_lora_camera,
-        eps_lora_no_camera=eps_lora_no_camera,
-        eps_negative=None if eps_negative is None else eps_negative.to(clean.dtype),
+        timestep_range=timestep_range(objective.timesteps, progress, num_timesteps),
+        truncation=objective.truncation(progress),
+        camera_conditions=conditions,
     )
-    gradient = objective.gradient(inputs)  # non-finite values are caught by the trainer, which skips the step
-    return DistillationResult(reparameterised_loss(latents, gradient), gradient, timesteps, conditions)
