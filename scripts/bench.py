@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from splatgen.errors import SplatgenError
-from splatgen.objectives import CSD, DSDS, ESD, SDS, SSD, VSD
+from splatgen.objectives import OBJECTIVES
 from splatgen.prior.base import add_noise
 from splatgen.prior.stable_diffusion import StableDiffusionConfig, StableDiffusionPrior
 from splatgen.prompts import PromptConfig, build_view_prompts
@@ -88,7 +88,6 @@ from splatgen.train.step import TrainState, snapshot_factory, train_step
 from splatgen.viewer import LiveViewer, ViewerConfig
 
 REPO = Path(__file__).resolve().parent.parent
-OBJECTIVES: dict[str, type] = {"sds": SDS, "dsds": DSDS, "vsd": VSD, "esd": ESD, "ssd": SSD, "csd": CSD}
 NOMINAL_STEPS = 1200  # the run the benchmarked step belongs to (GaussianDreamer: 1,200 steps)
 BENCH_STEP = 360  # every timed step is this step of that run (30%: inside the densify window, 10%..75%)
 NEVER = 10**9  # refine_every: bookkeeping only, so the number of Gaussians stays fixed while timing

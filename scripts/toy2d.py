@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from splatgen.objectives import CSD, DSDS, ESD, SDS, SSD, VSD, Objective, ScoreInputs, reparameterised_loss
+from splatgen.objectives import CSD, DSDS, OBJECTIVES, SDS, Objective, ScoreInputs, reparameterised_loss
 from splatgen.objectives.schedules import TimestepSchedule, sample_timesteps
 
 NUM_TRAIN_TIMESTEPS = 1000
@@ -55,12 +55,9 @@ def toy_objectives() -> dict[str, Objective]:
     """
     uniform = TimestepSchedule()
     return {
+        **{name: cls() for name, cls in OBJECTIVES.items()},  # every objective at its defaults, except:
         "sds": SDS(timesteps=uniform),
         "dsds": DSDS(timesteps=uniform),
-        "vsd": VSD(),
-        "esd": ESD(),
-        "ssd": SSD(),
-        "csd": CSD(),
         "mode-seeking": SDS(guidance_scale=1.0, timesteps=uniform),  # w(t)(eps_y - eps)
         "mode-disengaging": CSD(guidance_scale=1.0),  # w(t)(eps_y - eps_0)
     }

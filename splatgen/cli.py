@@ -24,17 +24,13 @@ from rich.console import Console
 
 from splatgen.errors import SplatgenError
 from splatgen.io.config_file import ConfigError, from_dict, load_yaml
+from splatgen.io.run_folder import RunFolder
 from splatgen.prompts import DebiasConfig
 from splatgen.render import BackgroundKind
 from splatgen.train.config import TrainConfig
 from splatgen.viewer import ViewCommand
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
-TRAIN_FLAG_ALIASES = {
-    "--no-debias": ["--prompts.no-debias"],
-    "--no-viewer": ["--viewer.no-enabled"],
-    "--lm": ["--prompts.lm"],
-}
 
 
 @dataclass
@@ -157,19 +153,19 @@ def _pop_option(args: list[str], name: str) -> tuple[str | None, list[str]]:
     return value, rest
 
 
-def _expand_aliases(args: list[str]) -> list[str]:
+def _init_as_subcommand(args: list[str]) -> list[str]:
+    """`--init shap-e` -> the subcommand `init:shap-e`. Flag aliases (`--no-debias`, `--no-viewer`, `--lm`)
+    are declared on their fields with `tyro.conf.arg(aliases=...)`; tyro has no such alias for choosing a
+    subcommand, hence this one rewrite."""
     expanded: list[str] = []
     index = 0
     while index < len(args):
-        arg = args[index]
-        if arg in TRAIN_FLAG_ALIASES:
-            expanded.extend(TRAIN_FLAG_ALIASES[arg])
-        elif arg == "--init" and index + 1 < len(args):  # `--init shap-e` reads as the subcommand init:shap-e
+        if args[index] == "--init" and index + 1 < len(args):
             expanded.append(f"init:{args[index + 1]}")
-            index += 1
+            index += 2
         else:
-            expanded.append(arg)
-        index += 1
+            expanded.append(args[index])
+            index += 1
     return expanded
 
 
@@ -180,7 +176,7 @@ def parse_train_args(args: list[str]) -> TrainConfig:
     if resume is not None and preset is not None:
         raise ConfigError("--resume continues a run with its saved config; it cannot be combined with --preset")
     if resume is not None:
-        config_file = Path(resume) / "config.yaml"
+        config_file = RunFolder(Path(resume)).config_path
         if not config_file.is_file():
             raise ConfigError(f"cannot resume {resume}: it has no config.yaml (is it a splatgen run folder?)")
         default = from_dict(TrainConfig, load_yaml(config_file))
@@ -190,7 +186,7 @@ def parse_train_args(args: list[str]) -> TrainConfig:
         default = TrainConfig()
     config = tyro.cli(
         TrainConfig,
-        args=_expand_aliases(args),
+        args=_init_as_subcommand(args),
         default=default,
         prog="splatgen train",
         config=(tyro.conf.CascadeSubcommandArgs,),

@@ -8,14 +8,17 @@ import pytest
 import torch
 import tyro
 
+from splatgen.io.config_file import from_dict, to_dict
 from splatgen.objectives import (
     CSD,
     DSDS,
     ESD,
+    OBJECTIVES,
     SDS,
     SSD,
     VSD,
     Objective,
+    ObjectiveChoice,
     ScoreInputs,
     reparameterised_loss,
     timestep_weights,
@@ -56,7 +59,7 @@ def sds_weight(inputs: ScoreInputs) -> torch.Tensor:
     return (1.0 - inputs.alphas_cumprod[inputs.timesteps]).view(-1, 1, 1, 1)
 
 
-ALL_OBJECTIVES = [SDS(), DSDS(), VSD(), ESD(), SSD(), CSD()]
+ALL_OBJECTIVES = [cls() for cls in OBJECTIVES.values()]  # the one registry
 
 
 # -- SDS ---------------------------------------------------------------------------------------
@@ -286,7 +289,7 @@ def test_validation_names_the_field(objective, field):
 
 @dataclasses.dataclass
 class _Config:
-    objective: Objective = dataclasses.field(default_factory=SDS)
+    objective: ObjectiveChoice = dataclasses.field(default_factory=SDS)
 
 
 def test_tyro_selects_objectives_by_subcommand():
@@ -301,3 +304,17 @@ def test_tyro_selects_objectives_by_subcommand():
     for name, kind in [("sds", SDS), ("vsd", VSD), ("ssd", SSD), ("csd", CSD)]:
         assert type(tyro.cli(_Config, args=[f"objective:{name}"]).objective) is kind
     assert tyro.cli(_Config, args=[]).objective == SDS()
+
+
+def test_the_registry_names_every_objective_once_and_each_meets_the_contract():
+    assert list(OBJECTIVES) == ["sds", "dsds", "vsd", "esd", "ssd", "csd"]
+    for name, cls in OBJECTIVES.items():
+        objective = cls()
+        assert cls.config_name == name and isinstance(objective, Objective), name
+        assert type(tyro.cli(_Config, args=[f"objective:{name}"]).objective) is cls
+        assert to_dict(_Config(objective))["objective"]["type"] == name
+        assert from_dict(_Config, to_dict(_Config(objective))).objective == objective
+        assert (objective.truncation(0.5) is None) == (objective.max_truncation is None), name
+    assert [name for name, cls in OBJECTIVES.items() if cls.uses_lora] == ["vsd", "esd"]
+    assert DSDS().truncation(0.5) == 5.0 and DSDS().max_truncation == 8.0
+    assert ESD().entropy_weight > 0.0 and VSD.entropy_weight == 0.0 and CSD(negative_weight=0.5).negative_weight == 0.5

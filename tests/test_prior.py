@@ -22,7 +22,7 @@ from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, Repo
 from safetensors.torch import load_file
 
 from splatgen.errors import SplatgenError
-from splatgen.prior import DiffusionPrior, guided_noise_predictions
+from splatgen.prior import DiffusionPrior, batched_noise_predictions
 from splatgen.prior.loading import (
     MIRRORS,
     SD21_BASE_CONFIGS,
@@ -180,10 +180,10 @@ def test_predict_noise_shape_dtype_and_determinism(prior):
     assert not torch.equal(eps, prior.predict_noise(latents, timesteps + 7, embeddings))
 
 
-def test_guided_noise_predictions_equals_two_separate_calls(prior):
+def test_batched_noise_predictions_equals_separate_calls(prior):
     latents, timesteps, cond = noisy_batch(prior, 4)
     uncond = prior.embed_prompts([prior.config.negative_prompt] * 4)
-    eps_cond, eps_uncond = guided_noise_predictions(prior, latents, timesteps, cond, uncond, cameras_for(4))
+    eps_cond, eps_uncond = batched_noise_predictions(prior, latents, timesteps, [cond, uncond], cameras_for(4))
     torch.testing.assert_close(eps_cond, prior.predict_noise(latents, timesteps, cond), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(eps_uncond, prior.predict_noise(latents, timesteps, uncond), rtol=1e-5, atol=1e-5)
 
@@ -191,9 +191,9 @@ def test_guided_noise_predictions_equals_two_separate_calls(prior):
 def test_cfg_forward_at_64px_batch_4_is_fast(prior):
     latents, timesteps, cond = noisy_batch(prior, 4)
     uncond = prior.embed_prompts([""] * 4)
-    guided_noise_predictions(prior, latents, timesteps, cond, uncond)
+    batched_noise_predictions(prior, latents, timesteps, [cond, uncond])
     start = time.process_time()
-    guided_noise_predictions(prior, latents, timesteps, cond, uncond)
+    batched_noise_predictions(prior, latents, timesteps, [cond, uncond])
     assert time.process_time() - start < 1.0
 
 

@@ -71,7 +71,7 @@ def test_assign_views_uses_configured_ranges_and_accepts_view_prompts():
     ]
     view_prompts = plain_view_prompts("a dog", ranges=ranges)
     indices = assign_views(torch.tensor([29.0, 151.0]), torch.zeros(2), view_prompts)
-    assert view_prompts.prompts_for(indices) == ["a dog, front view", "a dog, back view"]
+    assert [view_prompts.in_view_order()[i] for i in indices.tolist()] == ["a dog, front view", "a dog, back view"]
 
 
 def test_templates_suffix_and_prefix():

@@ -18,7 +18,7 @@ from splatgen.cli import main, parse_train_args
 from splatgen.errors import SplatgenError
 from splatgen.io.config_file import from_dict, load_yaml, to_dict
 from splatgen.io.ply import read_ply
-from splatgen.objectives import CSD, DSDS, ESD, SDS, SSD, VSD
+from splatgen.objectives import CSD, OBJECTIVES
 from splatgen.scene.init import random_ball
 from splatgen.train.assemble import load_prior
 from splatgen.train.config import TrainConfig
@@ -63,7 +63,7 @@ def test_smoke_preset_runs_the_whole_pipeline(tmp_path, tiny_models, capsys):
     assert checkpoint["step"] == 60
 
 
-@pytest.mark.parametrize("objective", [SDS(), DSDS(), VSD(), ESD(), SSD(), CSD()], ids=lambda o: type(o).__name__)
+@pytest.mark.parametrize("objective", [cls() for cls in OBJECTIVES.values()], ids=lambda o: type(o).__name__)
 def test_every_objective_moves_the_gaussians_without_nan(tmp_path, tiny_models, objective):
     config = tiny_config(tmp_path / "run", steps=4, objective=objective)
     initial = random_ball(

@@ -64,11 +64,13 @@ class Objective(Protocol):
     objective declares only what it uses.
     """
 
+    config_name: ClassVar[str]  # its name in `OBJECTIVES`, on the command line and in YAML
     timesteps: TimestepSchedule  # the range t is drawn from, and its annealing
     uses_lora: bool  # the step keeps a LoRA score eps_phi (VSD/ESD) and fills ScoreInputs.eps_lora_*
     negative_weight: float  # > 0: a third UNet batch with the negative prompt (ScoreInputs.eps_negative)
     entropy_weight: float  # > 0: the LoRA is also asked without its camera (ScoreInputs.eps_lora_no_camera)
     camera_condition: CameraCondition  # what the LoRA's camera embedding reads (uses_lora only)
+    lora_updates_per_step: int  # AdamW steps of the LoRA per training step (uses_lora only)
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that is out of range."""
@@ -96,6 +98,7 @@ class ObjectiveDefaults:
     negative_weight: ClassVar[float] = 0.0
     entropy_weight: ClassVar[float] = 0.0
     camera_condition: ClassVar[CameraCondition] = "extrinsics"
+    lora_updates_per_step: ClassVar[int] = 1
     max_truncation: ClassVar[float | None] = None
 
     def truncation(self, progress: float) -> float | None:

@@ -9,6 +9,7 @@ negative prompt, in ScoreInputs.eps_negative; eps_uncond is then the empty promp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -20,6 +21,8 @@ from splatgen.objectives.sds import validate_shared_fields
 @dataclass
 class CSD(ObjectiveDefaults):
     """Classifier score distillation: g = w(t) s [(eps_y - eps_0) - beta (eps_neg - eps_0)]."""
+
+    config_name: ClassVar[str] = "csd"
 
     guidance_scale: float = 1.0
     """Scale s on the classifier score (the CSD code uses 1: a = 1, c = -1; the step size absorbs it)."""

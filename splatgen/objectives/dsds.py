@@ -7,7 +7,7 @@ detail through later: the threshold c rises linearly from 2.0 to 8.0 over the ru
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
@@ -21,6 +21,8 @@ TruncationPlacement = Literal["weighted", "residual"]
 @dataclass
 class DSDS(ObjectiveDefaults):
     """Debiased SDS (score debiasing): g = clamp(w(t)(eps_hat - eps), -c, c), c rising 2 -> 8 over the run."""
+
+    config_name: ClassVar[str] = "dsds"
 
     guidance_scale: float = 100.0
     """Classifier-free guidance scale s, diffusers convention eps_0 + s (eps_y - eps_0)."""

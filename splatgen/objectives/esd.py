@@ -9,6 +9,7 @@ entropy of the renders across views discourages every view from collapsing onto 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -19,6 +20,8 @@ from splatgen.objectives.vsd import VariationalScoreFields, variational_score_gr
 @dataclass
 class ESD(VariationalScoreFields):
     """Entropic score distillation: VSD whose LoRA score mixes the no-camera and camera predictions."""
+
+    config_name: ClassVar[str] = "esd"
 
     entropy_weight: float = 0.5
     """lambda in [0, 1]: weight of the camera-free LoRA score (0 = VSD; threestudio guidance_scale_lora = 1 - lambda)."""

@@ -8,7 +8,7 @@ validation of the fields they have in common.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import get_args
+from typing import ClassVar, get_args
 
 import torch
 
@@ -39,6 +39,8 @@ def gaussiandreamer_timesteps() -> TimestepSchedule:
 @dataclass
 class SDS(ObjectiveDefaults):
     """Score Distillation Sampling (DreamFusion): g = w(t) (eps_hat - eps)."""
+
+    config_name: ClassVar[str] = "sds"
 
     guidance_scale: float = 100.0
     """Classifier-free guidance scale s, diffusers convention eps_0 + s (eps_y - eps_0) (threestudio's 100 is 101 here)."""

@@ -11,6 +11,7 @@ mode-disengaging term (scale matching, App. Fig. 22).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -24,6 +25,8 @@ STABLE_DIFFUSION_TRAIN_TIMESTEPS = 1000
 @dataclass
 class SSD(ObjectiveDefaults):
     """Stable score distillation: mode-disengaging for t >= T_M, scale-matched variance-reduced mode-seeking below."""
+
+    config_name: ClassVar[str] = "ssd"
 
     guidance_scale: float = 7.5
     """Scale s on the whole estimator, s w(t) E (the paper works at low CFG; its threestudio runs build on the ProlificDreamer config, 7.5)."""

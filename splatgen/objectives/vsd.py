@@ -65,6 +65,8 @@ class VariationalScoreFields(ObjectiveDefaults):
 class VSD(VariationalScoreFields):
     """Variational score distillation (ProlificDreamer): g = w(t)(eps_hat_pre - eps_lora(x_t, t, y, camera))."""
 
+    config_name: ClassVar[str] = "vsd"
+
     def gradient(self, inputs: ScoreInputs) -> torch.Tensor:
         return vsd_gradient(self, inputs)
 

@@ -1,5 +1,12 @@
-"""Diffusion priors behind one small protocol (see `base.py`)."""
+"""Diffusion priors behind one protocol (`base.py`): what the training step reads of a prior.
 
-from splatgen.prior.base import DiffusionPrior, guided_noise_predictions
+base.py              DiffusionPrior, add_noise (the forward process), batched_noise_predictions (CFG batches)
+stable_diffusion.py  Stable Diffusion 2.1-base through diffusers
+lora.py              the VSD/ESD LoRA score eps_phi on a Stable Diffusion UNet
+oracle.py            a prior that knows the target asset (exact reconstruction tests)
+loading.py, tiny.py  finding / building model weights (hub, mirrors, tiny random models)
+"""
 
-__all__ = ["DiffusionPrior", "guided_noise_predictions"]
+from splatgen.prior.base import DiffusionPrior, add_noise, batched_noise_predictions
+
+__all__ = ["DiffusionPrior", "add_noise", "batched_noise_predictions"]

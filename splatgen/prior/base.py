@@ -1,8 +1,18 @@
-"""The prior protocol, and classifier-free-guidance batching (the one place that builds CFG batches).
+"""The prior protocol, the forward process, and classifier-free-guidance batching (the one place that
+builds CFG batches).
 
-A prior maps renders to latents and predicts the noise in noisy latents. Three implement it:
+A prior maps renders to latents and predicts the noise in noisy latents. Implementations:
 Stable Diffusion through diffusers (`stable_diffusion.py`), an oracle that knows the target
-asset (`oracle.py`, for exact reconstruction tests), and analytic Gaussian mixtures (the 2D toys).
+asset (`oracle.py`, for exact reconstruction tests), and analytic Gaussian mixtures (the 2D toy,
+`scripts/toy2d.py`).
+
+Adding a prior (e.g. a multi-view one such as MVDream, Shi et al. 2023, arXiv 2308.16512): a class
+with the four members of `DiffusionPrior`, built by `train.assemble.load_prior`. The step never
+looks past the protocol: it calls `encode_images` on the renders, `embed_prompts` once per run,
+and `predict_noise` through `batched_noise_predictions`, which passes the cameras of every latent,
+so a prior that conditions on cameras (or denoises views jointly) gets them. Batches keep the
+step's camera order: CFG copies are whole batches, concatenated (`[view batch] * K`), so groups of
+consecutive views stay together inside each copy.
 """
 
 from __future__ import annotations
@@ -17,7 +27,9 @@ from splatgen.scene.cameras import CameraBatch
 
 @runtime_checkable
 class DiffusionPrior(Protocol):
-    alphas_cumprod: torch.Tensor  # [T] float32, on the prior's device
+    """What the training step reads of a prior (`splatgen.train.step`, `splatgen.train.distill`)."""
+
+    alphas_cumprod: torch.Tensor  # [T] float32, on the prior's device: the training noise schedule
     image_size: int  # renders are resized to this square resolution before encoding
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -35,7 +47,7 @@ class DiffusionPrior(Protocol):
         text_embeddings: torch.Tensor,  # [B, L, D]
         cameras: CameraBatch | None = None,  # the views the latents were rendered from
     ) -> torch.Tensor:
-        """Noise prediction eps [B, c, h, w] under no_grad."""
+        """Noise prediction eps [B, c, h, w] under no_grad; `cameras[i]` is the view of latent i."""
         ...
 
 
@@ -70,18 +82,3 @@ def batched_noise_predictions(
         repeated_cameras,
     )
     return list(eps.chunk(copies))
-
-
-def guided_noise_predictions(
-    prior: DiffusionPrior,
-    noisy_latents: torch.Tensor,  # [B, c, h, w]
-    timesteps: torch.Tensor,  # [B]
-    cond_embeddings: torch.Tensor,  # [B, L, D] view prompts
-    uncond_embeddings: torch.Tensor,  # [B, L, D] negative / empty prompt
-    cameras: CameraBatch | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(eps_cond, eps_uncond), each [B, c, h, w], from ONE batched call of 2B (the CFG batch)."""
-    eps_cond, eps_uncond = batched_noise_predictions(
-        prior, noisy_latents, timesteps, [cond_embeddings, uncond_embeddings], cameras
-    )
-    return eps_cond, eps_uncond

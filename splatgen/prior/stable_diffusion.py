@@ -3,10 +3,10 @@
 Latent diffusion (Rombach et al. 2022, "High-Resolution Image Synthesis with Latent Diffusion
 Models"): renders are encoded by the KL autoencoder into 4-channel latents at 1/8 resolution,
 and a text-conditioned UNet predicts the noise in noisy latents. Score distillation needs three
-things from it (DESIGN.md, "Objective reference"): differentiable latents
+things from it: differentiable latents
 x = scaling_factor * VAE-mean(2 rgb - 1), noise predictions eps(x_t, t, y) under no_grad, and the
 training schedule's alphas_cumprod. Classifier-free-guidance batches are built by
-`splatgen.prior.base.guided_noise_predictions`, not here.
+`splatgen.prior.base.batched_noise_predictions`, not here.
 
 The UNet may carry a LoRA adapter (the VSD/ESD score in `lora.py` shares it): this prior's
 predictions always run with adapters disabled and no camera embedding, so they equal the

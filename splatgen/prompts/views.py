@@ -131,11 +131,6 @@ class ViewPrompts:
         """The four prompt strings in `VIEW_NAMES` order (index = view index from `assign_views`)."""
         return [self.texts[view] for view in VIEW_NAMES]
 
-    def prompts_for(self, view_indices: torch.Tensor) -> list[str]:
-        """Prompt string per camera from `assign_views` indices [B]."""
-        ordered = self.in_view_order()
-        return [ordered[index] for index in view_indices.tolist()]
-
     def to_json(self) -> dict[str, Any]:
         """`{"prompt": ..., "views": {view: {"prompt", "removed", "azimuth", "elevation"}}}`."""
         return {

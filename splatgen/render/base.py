@@ -23,9 +23,6 @@ from typing import Any, Literal
 
 import torch
 
-from splatgen.scene.cameras import CameraBatch
-from splatgen.scene.gaussians import ActivatedGaussians
-
 Backend = Literal["auto", "gsplat", "torch"]
 BackgroundKind = Literal["black", "white", "random"]
 
@@ -48,29 +45,3 @@ def make_backgrounds(
     if kind == "random":
         return torch.rand(num_cameras, 3, generator=generator).to(device)
     raise ValueError(f"unknown background {kind!r}: use black, white or random")
-
-
-def resolve_backend(backend: Backend, device: torch.device | str) -> Literal["gsplat", "torch"]:
-    """'auto' picks gsplat on CUDA tensors and the torch rasterizer otherwise."""
-    if backend == "auto":
-        return "gsplat" if torch.device(device).type == "cuda" else "torch"
-    if backend == "gsplat" and torch.device(device).type != "cuda":
-        raise ValueError("render backend 'gsplat' needs CUDA tensors; use 'torch' or 'auto' on CPU")
-    return backend
-
-
-def rasterize(
-    gaussians: ActivatedGaussians,
-    cameras: CameraBatch,
-    backgrounds: torch.Tensor,  # [C, 3]
-    backend: Backend = "auto",
-) -> RenderOutput:
-    """Render `gaussians` from every camera in `cameras`; differentiable in the Gaussians."""
-    chosen = resolve_backend(backend, gaussians.means.device)
-    if chosen == "gsplat":
-        from splatgen.render.gsplat_backend import rasterize_gsplat
-
-        return rasterize_gsplat(gaussians, cameras, backgrounds)
-    from splatgen.render.torch_backend import rasterize_torch
-
-    return rasterize_torch(gaussians, cameras, backgrounds)

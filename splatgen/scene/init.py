@@ -1,8 +1,9 @@
 """How a run's Gaussians start: a random ball, an existing PLY, or a Shap-E shape for the prompt.
 
 `Init` is the tyro union (`init:ball | init:ply | init:shap-e`); `initial_gaussians` builds the
-chosen one. Adding an initialisation: a dataclass with a `config_name`, a branch in
-`initial_gaussians`, and a member of `Init`.
+chosen one. Ball and PLY live here, Shap-E (config and builder) in `shap_e.py`. Adding an
+initialisation: a dataclass with a `config_name` and a builder (here, or in its own module when it
+loads a model), a branch in `initial_gaussians`, and a member of `Init`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.console import Console
 from splatgen.errors import SplatgenError
 from splatgen.io.ply import read_ply
 from splatgen.scene.gaussians import Gaussians, num_sh_bases, rgb_to_sh0
+from splatgen.scene.shap_e import ShapEInit, shap_e_gaussians
 
 
 @dataclass
@@ -78,25 +80,6 @@ class PlyInit:
     """The PLY to start from."""
 
 
-@dataclass
-class ShapEInit:
-    """Start from a Shap-E point cloud for the prompt (GaussianDreamer), via diffusers' ShapEPipeline."""
-
-    config_name = "shap-e"
-    model: str = "openai/shap-e"
-    """Shap-E model: hub id or local folder (diffusers layout)."""
-    count: int = 20_000
-    """Number of Gaussians sampled on the Shap-E surface."""
-    guidance_scale: float = 15.0
-    """Shap-E classifier-free guidance scale."""
-    inference_steps: int = 64
-    """Shap-E sampling steps."""
-    radius: float = 0.8
-    """The Shap-E shape is scaled to fit a ball of this radius."""
-    opacity: float = 0.1
-    """Initial opacity of the Gaussians."""
-
-
 Init = (
     Annotated[BallInit, tyro.conf.subcommand("ball", description="Random ball (offline default).")]
     | Annotated[PlyInit, tyro.conf.subcommand("ply", description="An existing 3DGS PLY.")]
@@ -114,8 +97,6 @@ def initial_gaussians(
         gaussians = read_ply(init.path).with_sh_degree(sh_degree)
         console.print(f"starting from {init.path} ({len(gaussians):,} Gaussians)")
     elif isinstance(init, ShapEInit):
-        from splatgen.scene.shap_e import shap_e_gaussians
-
         gaussians = shap_e_gaussians(prompt, init, sh_degree, generator, console)
     else:
         raise SplatgenError(f"unknown initialisation {type(init).__name__}")

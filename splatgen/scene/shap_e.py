@@ -10,7 +10,7 @@ shape is centred and scaled into a ball of `radius`.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 from rich.console import Console
@@ -18,8 +18,24 @@ from rich.console import Console
 from splatgen.errors import SplatgenError
 from splatgen.scene.gaussians import Gaussians, num_sh_bases, rgb_to_sh0
 
-if TYPE_CHECKING:
-    from splatgen.scene.init import ShapEInit
+
+@dataclass
+class ShapEInit:
+    """Start from a Shap-E point cloud for the prompt (GaussianDreamer), via diffusers' ShapEPipeline."""
+
+    config_name = "shap-e"
+    model: str = "openai/shap-e"
+    """Shap-E model: hub id or local folder (diffusers layout)."""
+    count: int = 20_000
+    """Number of Gaussians sampled on the Shap-E surface."""
+    guidance_scale: float = 15.0
+    """Shap-E classifier-free guidance scale."""
+    inference_steps: int = 64
+    """Shap-E sampling steps."""
+    radius: float = 0.8
+    """The Shap-E shape is scaled to fit a ball of this radius."""
+    opacity: float = 0.1
+    """Initial opacity of the Gaussians."""
 
 
 class ShapEUnavailable(SplatgenError):

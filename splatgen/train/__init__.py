@@ -7,5 +7,5 @@ distill.py     one score-distillation step on a batch of latents (prior + object
 loop.py        `train(config)`: the loop around `train_step` (progress, checkpoints, viewer, Ctrl-C)
 optim.py       optimisers and learning-rate schedules
 progress.py    the rich progress display / plain log lines
-run_folder.py  where a run's files live; checkpoint.py: resumable, atomic checkpoints of a `TrainState`
+checkpoint.py  resumable, atomic checkpoints of a `TrainState` (the run folder's layout: `io/run_folder.py`)
 """

@@ -16,6 +16,7 @@ from rich.console import Console
 from splatgen.errors import SplatgenError
 from splatgen.io.config_file import dump_yaml
 from splatgen.io.ply import NonFiniteDropped
+from splatgen.io.run_folder import RunFolder, slugify
 from splatgen.prior.base import DiffusionPrior
 from splatgen.prompts import ViewPrompts, build_view_prompts
 from splatgen.scene.densify import Densifier
@@ -24,7 +25,6 @@ from splatgen.scene.init import initial_gaussians
 from splatgen.tiny_models import resolve_lm, resolve_sd_model
 from splatgen.train.config import TrainConfig
 from splatgen.train.optim import make_optimizers
-from splatgen.train.run_folder import RunFolder, slugify
 from splatgen.train.step import TextConditions, TrainState
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def plan_run_folder(config: TrainConfig) -> RunFolder:
     if config.resume is not None:
         return RunFolder(Path(config.resume), slugify(config.prompt))
     path = Path(config.out) if config.out is not None else RunFolder.default_path(config.prompt)
-    if (path / "checkpoints" / "last.pt").exists():
+    if RunFolder(path).last_checkpoint.exists():
         raise SplatgenError(f"{path} already holds a run; continue it with --resume {path}, or pick another --out")
     return RunFolder(path, slugify(config.prompt))
 

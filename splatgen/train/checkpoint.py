@@ -22,11 +22,10 @@ import torch
 
 from splatgen.errors import SplatgenError
 from splatgen.io.atomic import atomic_path
+from splatgen.io.run_folder import LAST_CHECKPOINT
 
 if TYPE_CHECKING:
     from splatgen.train.step import TrainState
-
-LAST_CHECKPOINT = "last.pt"
 
 
 def save_checkpoint(checkpoint_dir: Path, state: TrainState) -> Path:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from splatgen.objectives import DSDS, Objective
+from splatgen.objectives import DSDS, ObjectiveChoice
 from splatgen.prior.stable_diffusion import StableDiffusionConfig
 from splatgen.prompts import PromptConfig
 from splatgen.render import Backend, BackgroundKind
@@ -49,7 +49,7 @@ class TrainConfig:
     """SH degree written to the PLY; default = the trained degree (3 pads zeros for Unity plugins)."""
     background: BackgroundKind = "random"
     """Render background: black, white, or a random colour per view (discourages background-coloured floaters)."""
-    objective: Objective = field(default_factory=DSDS)
+    objective: ObjectiveChoice = field(default_factory=DSDS)
     """The distillation objective."""
     prior: StableDiffusionConfig = field(default_factory=StableDiffusionConfig)
     """The Stable Diffusion prior."""

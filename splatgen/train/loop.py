@@ -22,6 +22,7 @@ from rich.console import Console
 from splatgen.errors import SplatgenError
 from splatgen.io.config_file import ConfigError
 from splatgen.io.ply import write_ply
+from splatgen.io.run_folder import RunFolder
 from splatgen.prior.base import DiffusionPrior
 from splatgen.scene.densify import RefineReport
 from splatgen.scene.gaussians import Gaussians
@@ -29,7 +30,6 @@ from splatgen.train import assemble
 from splatgen.train.checkpoint import restore_checkpoint, save_checkpoint
 from splatgen.train.config import TrainConfig
 from splatgen.train.progress import StepMetrics, TrainingProgress
-from splatgen.train.run_folder import RunFolder
 from splatgen.train.step import StepResult, TrainState, snapshot_factory, train_step
 
 

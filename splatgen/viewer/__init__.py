@@ -7,7 +7,8 @@
 Both bind 127.0.0.1 unless told otherwise, use +y up, and open looking at the front (+z).
 """
 
-from splatgen.viewer.live import LiveViewer, TrainingSnapshot, ViewerConfig
+from splatgen.viewer.live import LiveViewer, ViewerConfig
+from splatgen.viewer.snapshot import TrainingSnapshot
 from splatgen.viewer.standalone import PlyViewer, ViewCommand, serve_ply
 
 __all__ = ["LiveViewer", "PlyViewer", "TrainingSnapshot", "ViewCommand", "ViewerConfig", "serve_ply"]

@@ -28,7 +28,8 @@ from rich.console import Console
 from splatgen.io.ply import read_ply
 from splatgen.scene.cameras import CameraBatch, OrbitSampler, sample_cameras
 from splatgen.scene.gaussians import SPLAT_KEYS, Gaussians, rgb_to_sh0
-from splatgen.viewer.live import LiveViewer, TrainingSnapshot, ViewerConfig
+from splatgen.viewer.live import LiveViewer, ViewerConfig
+from splatgen.viewer.snapshot import TrainingSnapshot
 
 MARKER_FRONT, MARKER_BACK, MARKER_TOP, MARKER_SIDE = (0.9, 0.1, 0.1), (0.1, 0.1, 0.9), (0.1, 0.8, 0.1), (0.6, 0.6, 0.6)
 

@@ -15,22 +15,23 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 import torch
+import tyro
 from rich.console import Console
 from rich.markup import escape
 
 from splatgen.io.ply import write_ply
-from splatgen.scene.cameras import CameraBatch
+from splatgen.io.run_folder import LAST_CHECKPOINT_PATH, RunFolder
 from splatgen.scene.gaussians import Gaussians
 from splatgen.viewer.convert import front_camera
 from splatgen.viewer.layers import FrustumLayer, SplatLayer
 from splatgen.viewer.panel import TrainingPanel
 from splatgen.viewer.server import start_server, stop_server, url_for
+from splatgen.viewer.snapshot import TrainingSnapshot, detached_cpu_copy
 from splatgen.viewer.threads import ErrorReporter, LatestMailbox
 
-CHECKPOINT_PATH = Path("checkpoints") / "last.pt"
 INITIAL_CAMERA_DISTANCE = 3.5  # a bit outside the training orbit (2.5-3), so nearby frustums show too
 INITIAL_CAMERA_ELEVATION_DEG = 20.0
 
@@ -39,7 +40,7 @@ INITIAL_CAMERA_ELEVATION_DEG = 20.0
 class ViewerConfig:
     """The live browser viewer (viser)."""
 
-    enabled: bool = True
+    enabled: Annotated[bool, tyro.conf.arg(aliases=("--viewer",))] = True
     """Serve the run in a browser while it trains (--no-viewer turns it off)."""
     host: str = "127.0.0.1"
     """Address to listen on. Anything but loopback lets whoever can reach it watch and control the run."""
@@ -56,21 +57,6 @@ class ViewerConfig:
 
 
 @dataclass
-class TrainingSnapshot:
-    """What the viewer shows of one training step (built only when a push is due)."""
-
-    step: int
-    total_steps: int
-    loss: float
-    num_gaussians: int
-    truncation: float | None
-    timestep_range: tuple[int, int]
-    splats: dict[str, torch.Tensor]  # raw params: means, scales, quats, opacities, sh0, shN (any device)
-    cameras: CameraBatch | None = None  # the last sampled batch, drawn as frustums
-    view_prompts: dict[str, Any] | None = None  # prompts.json contents
-
-
-@dataclass
 class PushTimings:
     """How long the worker spent per push (conversion + set_gaussians + GUI), seconds."""
 
@@ -84,34 +70,6 @@ class PushTimings:
     @property
     def mean(self) -> float:
         return sum(self.durations) / len(self.durations) if self.durations else 0.0
-
-
-def detached_cpu_copy(snapshot: TrainingSnapshot) -> TrainingSnapshot:
-    """A copy the worker may keep: tensors detached and copied to the CPU (never aliasing training's)."""
-    splats = {key: value.detach().to("cpu", copy=True) for key, value in snapshot.splats.items()}
-    cameras = None
-    if snapshot.cameras is not None:
-        source = snapshot.cameras
-        cameras = CameraBatch(
-            *(tensor.detach().to("cpu", copy=True) for tensor in (source.viewmats, source.Ks)),
-            source.width,
-            source.height,
-            *(
-                tensor.detach().to("cpu", copy=True)
-                for tensor in (source.azimuth_deg, source.elevation_deg, source.distance, source.fovy_deg)
-            ),
-        )
-    return TrainingSnapshot(
-        step=int(snapshot.step),
-        total_steps=int(snapshot.total_steps),
-        loss=float(snapshot.loss),
-        num_gaussians=int(snapshot.num_gaussians),
-        truncation=None if snapshot.truncation is None else float(snapshot.truncation),
-        timestep_range=(int(snapshot.timestep_range[0]), int(snapshot.timestep_range[1])),
-        splats=splats,
-        cameras=cameras,
-        view_prompts=snapshot.view_prompts,
-    )
 
 
 def load_checkpoint_splats(path: Path) -> tuple[dict[str, torch.Tensor], int | None]:
@@ -213,7 +171,7 @@ class LiveViewer:
         if snapshot is None:
             self._set_export_note("_Nothing to export yet: no training step has arrived._")
             return None
-        path = self.run_dir / f"export_step_{snapshot.step:06d}.ply"
+        path = RunFolder(self.run_dir).live_export_path(snapshot.step)
         self._set_export_note(f"Writing `{path.name}` ...")
         report = write_ply(path, Gaussians.from_parameters(snapshot.splats))
         self._set_export_note(f"Wrote `{path}` ({report.written:,} Gaussians).")
@@ -280,12 +238,12 @@ class LiveViewer:
 
     def _live_note(self, snapshot: TrainingSnapshot) -> str:
         if self.panel.showing_checkpoint:
-            return f"_No checkpoint yet (`{CHECKPOINT_PATH}`)_: showing the live splats of step {snapshot.step}."
+            return f"_No checkpoint yet (`{LAST_CHECKPOINT_PATH}`)_: showing the live splats of step {snapshot.step}."
         return f"Showing the live splats of step {snapshot.step}."
 
     def _show_checkpoint(self) -> bool:
         """Show `checkpoints/last.pt` (reloaded only when the file changed); False if there is none."""
-        path = self.run_dir / CHECKPOINT_PATH
+        path = RunFolder(self.run_dir).last_checkpoint
         if not path.is_file():
             return False
         mtime = path.stat().st_mtime
@@ -297,6 +255,6 @@ class LiveViewer:
         saved_at = time.strftime("%H:%M:%S", time.localtime(mtime))
         at_step = f"step {step}, " if step is not None else ""
         self.panel.display_note.content = (
-            f"Showing `{CHECKPOINT_PATH}` ({at_step}{count:,} Gaussians, saved {saved_at})."
+            f"Showing `{LAST_CHECKPOINT_PATH}` ({at_step}{count:,} Gaussians, saved {saved_at})."
         )
         return True

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import viser
 
 if TYPE_CHECKING:
-    from splatgen.viewer.live import TrainingSnapshot
+    from splatgen.viewer.snapshot import TrainingSnapshot
 
 LIVE = "Live splats"
 CHECKPOINT = "Last checkpoint"

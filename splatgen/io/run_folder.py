@@ -1,4 +1,4 @@
-"""The run folder: where a run's files live, and how they are written (always atomically).
+"""The run folder: where a run's files live (every name spelled here once), written atomically.
 
 <run>/config.yaml        the resolved config (reloadable: `splatgen train --resume <run>`)
 <run>/prompts.json       the view prompts and their azimuth/elevation ranges
@@ -6,6 +6,7 @@
 <run>/<name>.ply         the asset, INRIA 3DGS layout
 <run>/turntable.mp4      a turntable video
 <run>/views.png          a grid of views
+<run>/export_step_XXXXXX.ply  splats exported from the live viewer at that step
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from splatgen.io.atomic import write_text_atomic
 CONFIG_FILE = "config.yaml"
 PROMPTS_FILE = "prompts.json"
 CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+LAST_CHECKPOINT_PATH = Path(CHECKPOINT_DIR) / LAST_CHECKPOINT  # relative to the run folder
 
 
 def slugify(text: str, max_length: int = 48) -> str:
@@ -35,7 +38,7 @@ def slugify(text: str, max_length: int = 48) -> str:
 @dataclass(frozen=True)
 class RunFolder:
     path: Path
-    asset_name: str
+    asset_name: str = "asset"  # the PLY's stem: the slug of the prompt
 
     @staticmethod
     def default_path(prompt: str, root: Path = Path("outputs")) -> Path:
@@ -54,8 +57,15 @@ class RunFolder:
         return self.path / CHECKPOINT_DIR
 
     @property
+    def last_checkpoint(self) -> Path:
+        return self.path / LAST_CHECKPOINT_PATH
+
+    @property
     def ply_path(self) -> Path:
         return self.path / f"{self.asset_name}.ply"
+
+    def live_export_path(self, step: int) -> Path:
+        return self.path / f"export_step_{step:06d}.ply"
 
     def create(self) -> None:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
