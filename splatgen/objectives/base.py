@@ -1,6 +1,6 @@
 """The objective contract, what every objective sees, the timestep weightings, and the reparameterised loss.
 
-Conventions (DESIGN.md): x = clean latent, eps ~ N(0, I), abar_t = alphas_cumprod[t],
+Conventions: x = clean latent, eps ~ N(0, I), abar_t = alphas_cumprod[t],
 x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps; eps_y / eps_0 = predictions with the view prompt /
 the negative prompt; CFG is the diffusers convention eps_hat = eps_0 + s (eps_y - eps_0).
 """

@@ -7,8 +7,8 @@ is also conditioned on the camera. ESD (Wang et al. 2024, "Taming Mode Collapse 
 Distillation for Text-to-3D Generation", arXiv 2401.00909) mixes that score with and without the
 camera, so the LoRA is trained with the camera dropped 10% of the time.
 
-Design (threestudio's `stable-diffusion-vsd-guidance`, with peft instead of the removed
-`LoRAAttnProcessor`, see `papers/objectives-in-public-code.md` section 4):
+Design (threestudio's `stable-diffusion-vsd-guidance`, with peft adapters instead of diffusers'
+`LoRAAttnProcessor`, which diffusers removed):
 - One UNet serves both scores: peft LoRA adapters on to_q, to_k, to_v, to_out.0 (rank 4) are
   enabled only inside this module's calls; everywhere else they are off, so the pretrained
   prediction equals the original UNet's bit for bit.

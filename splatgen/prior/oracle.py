@@ -7,8 +7,8 @@ takes x_target to x_t exactly:
 
 With the SDS form g = w(t) (eps_hat - eps) and guidance 1 this gives
 g = w(t) sqrt(abar_t / (1 - abar_t)) (x - x_target): a weighted photometric L2 gradient, so
-distilling through the full loop must reconstruct the target (DESIGN.md, "Testing without model
-weights"). Latents are the images themselves mapped to [-1, 1]; text conditions are ignored.
+distilling through the full loop must reconstruct the target, which tests the whole pipeline
+without model weights. Latents are the images themselves mapped to [-1, 1]; text conditions are ignored.
 """
 
 from __future__ import annotations
