@@ -153,10 +153,15 @@ def _pop_option(args: list[str], name: str) -> tuple[str | None, list[str]]:
     return value, rest
 
 
-def _init_as_subcommand(args: list[str]) -> list[str]:
-    """`--init shap-e` -> the subcommand `init:shap-e`. Flag aliases (`--no-debias`, `--no-viewer`, `--lm`)
-    are declared on their fields with `tyro.conf.arg(aliases=...)`; tyro has no such alias for choosing a
-    subcommand, hence this one rewrite."""
+TRAIN_FLAG_ALIASES = {"--no-debias": "--prompts.no-debias", "--debias": "--prompts.debias", "--lm": "--prompts.lm"}
+"""Short spellings of nested flags. `--no-viewer` is declared on its field (`tyro.conf.arg(aliases=...)`);
+these cannot be: `PromptConfig` is also a command line of its own, where `--lm` and `--debias` are
+already the fields' names and tyro refuses an alias equal to a name."""
+
+
+def _expand_aliases(args: list[str]) -> list[str]:
+    """`TRAIN_FLAG_ALIASES`, and `--init shap-e` -> the subcommand `init:shap-e` (tyro has no alias for
+    choosing a subcommand)."""
     expanded: list[str] = []
     index = 0
     while index < len(args):
@@ -164,7 +169,7 @@ def _init_as_subcommand(args: list[str]) -> list[str]:
             expanded.append(f"init:{args[index + 1]}")
             index += 2
         else:
-            expanded.append(args[index])
+            expanded.append(TRAIN_FLAG_ALIASES.get(args[index], args[index]))
             index += 1
     return expanded
 
@@ -186,7 +191,7 @@ def parse_train_args(args: list[str]) -> TrainConfig:
         default = TrainConfig()
     config = tyro.cli(
         TrainConfig,
-        args=_init_as_subcommand(args),
+        args=_expand_aliases(args),
         default=default,
         prog="splatgen train",
         config=(tyro.conf.CascadeSubcommandArgs,),

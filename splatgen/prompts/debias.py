@@ -19,9 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any
-
-import tyro
+from typing import Any
 
 from splatgen.prompts.masked_lm import (
     DEFAULT_LM,
@@ -244,9 +242,7 @@ def run_debias(prompt: str, config: DebiasConfig = DebiasConfig(), scorer: ViewS
 class PromptConfig(DebiasConfig):
     """View prompts for training, and the LM prompt debiasing (D-SDS) that edits them."""
 
-    lm: Annotated[str, tyro.conf.arg(aliases=("--lm",))] = DEFAULT_LM
-    """Masked LM: a Hugging Face hub id or a local folder saved with save_pretrained."""
-    debias: Annotated[bool, tyro.conf.arg(aliases=("--debias",))] = True
+    debias: bool = True
     """Run the LM prompt-debiasing stage; --no-debias uses the plain templates and ranges and loads no LM."""
     interpolate_views: bool = False
     """Blend the text embeddings of neighbouring view prompts by azimuth instead of picking one per camera."""
