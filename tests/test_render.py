@@ -55,11 +55,12 @@ def three_cameras(width: int = 40, height: int = 32) -> CameraBatch:
 
 
 def dense_render(
-    gaussians: ActivatedGaussians, cameras: CameraBatch, backgrounds: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+    gaussians: ActivatedGaussians, cameras: CameraBatch, backgrounds: torch.Tensor, with_depth: bool = False
+) -> tuple[torch.Tensor, ...]:
     """Brute force: every pixel blends every visible Gaussian, sorted by depth, with gsplat's rules.
 
     Projection and colours come from gsplat's pure-torch references; visibility from the backend's radii.
+    `with_depth` adds the expected depth sum_i w_i z_i / max(sum_i w_i, 1e-10) (gsplat's "ED") [C, H, W, 1].
     """
     covars, _ = _quat_scale_to_covar_preci(gaussians.quats, gaussians.scales, compute_preci=False)
     _, means2d, depths, conics, _ = _fully_fused_projection(
@@ -82,7 +83,7 @@ def dense_render(
 
     ys, xs = torch.meshgrid(torch.arange(cameras.height), torch.arange(cameras.width), indexing="ij")
     pixels = torch.stack([xs, ys], dim=-1).reshape(-1, 2).to(means2d) + 0.5  # [P, 2]
-    images, alphas = [], []
+    images, alphas, expected_depths = [], [], []
     for cam in range(len(cameras)):
         visible = (radii[cam] > 0).all(dim=-1)
         order = torch.argsort(torch.where(visible, depths[cam], torch.inf), stable=True)[: int(visible.sum())]
@@ -98,6 +99,10 @@ def dense_render(
         pixel_color = weights @ colors[cam, order] + (1 - pixel_alpha) * backgrounds[cam]
         images.append(pixel_color.reshape(cameras.height, cameras.width, 3))
         alphas.append(pixel_alpha.reshape(cameras.height, cameras.width, 1))
+        pixel_depth = weights @ depths[cam, order, None] / pixel_alpha.clamp(min=1e-10)
+        expected_depths.append(pixel_depth.reshape(cameras.height, cameras.width, 1))
+    if with_depth:
+        return torch.stack(images), torch.stack(alphas), torch.stack(expected_depths)
     return torch.stack(images), torch.stack(alphas)
 
 
@@ -163,6 +168,29 @@ def test_tiled_render_matches_dense_compositor(sh_degree, background):
     assert out.alphas.max() > 0.5  # the scene is actually in view
     torch.testing.assert_close(out.images, ref_images, atol=2e-5, rtol=1e-4)
     torch.testing.assert_close(out.alphas, ref_alphas, atol=2e-5, rtol=1e-4)
+
+
+def test_expected_depth_matches_dense_compositor_and_leaves_colour_unchanged():
+    """depth=True: gsplat's "ED" depth, same images and alphas as the colour-only render, 0 where nothing is hit."""
+    splats = random_splats(250, sh_degree=1, seed=7)
+    gaussians = activate(splats)
+    cameras = three_cameras()
+    backgrounds = make_backgrounds("random", len(cameras), torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        colour_only = rasterize(gaussians, cameras, backgrounds, backend="torch")
+        out = rasterize(gaussians, cameras, backgrounds, backend="torch", depth=True)
+        ref_images, ref_alphas, ref_depths = dense_render(gaussians, cameras, backgrounds, with_depth=True)
+    assert colour_only.depths is None and out.depths.shape == (3, 32, 40, 1)
+    torch.testing.assert_close(out.images, colour_only.images)
+    torch.testing.assert_close(out.alphas, colour_only.alphas)
+    hit = ref_alphas > 0.05
+    assert hit.float().mean() > 0.3 and (~hit).any()
+    torch.testing.assert_close(out.depths, ref_depths, atol=1e-4, rtol=1e-4)
+    # opaque pixels lie at the camera distance give or take the ball's radius (0.6 + 3 sigma)
+    distances = torch.tensor([2.5, 2.0, 3.0])[:, None, None, None].expand_as(out.depths)
+    opaque = out.alphas > 0.5
+    assert ((out.depths[opaque] - distances[opaque]).abs() < 1.2).all()
+    assert (out.depths[out.alphas == 0] == 0).all()
 
 
 def test_tiled_gradients_match_dense_compositor():
@@ -376,7 +404,7 @@ def test_gsplat_and_torch_backends_agree():
     results = {}
     for backend in ("gsplat", "torch"):
         splats = random_splats(2000, sh_degree=3, device="cuda")
-        out = rasterize(activate(splats), cameras, backgrounds, backend=backend)
+        out = rasterize(activate(splats), cameras, backgrounds, backend=backend, depth=True)
         out.info["means2d"].retain_grad()
         (out.images * torch.linspace(0, 1, 3, device="cuda")).sum().backward()
         results[backend] = (out, {key: param.grad for key, param in splats.items()})
@@ -385,6 +413,9 @@ def test_gsplat_and_torch_backends_agree():
     for ours, theirs in [(torch_out.images, gs_out.images), (torch_out.alphas, gs_out.alphas)]:
         difference = (ours - theirs).abs()
         assert difference.max() < 1e-2 and (difference > 1e-4).float().mean() < 1e-3, difference.max()
+    opaque = gs_out.alphas > 0.5  # expected depth: divided by alpha, so compare where alpha is not tiny
+    depth_difference = (torch_out.depths - gs_out.depths).abs()[opaque]
+    assert depth_difference.max() < 5e-2 and (depth_difference > 1e-3).float().mean() < 1e-2, depth_difference.max()
     visible = (gs_out.info["radii"] > 0).all(-1)
     gradients = {"means2d": (torch_out.info["means2d"].grad[visible], gs_out.info["means2d"].grad[visible])}
     gradients.update({key: (torch_grads[key], gs_grads[key]) for key in gs_grads})

@@ -6,8 +6,8 @@
     gsplat_backend.py  gsplat's CUDA rasterizer
     turntable.py       turntable video and view grid of an asset
 
-A backend is a function `(ActivatedGaussians, CameraBatch, backgrounds [C, 3]) -> RenderOutput`
-with gsplat-style `info` (see `base.py`); `rasterize` picks one.
+A backend is a function `(ActivatedGaussians, CameraBatch, backgrounds [C, 3], depth=False) -> RenderOutput`
+with gsplat-style `info` and, when asked, expected depth (see `base.py`); `rasterize` picks one.
 """
 
 from splatgen.render.base import Backend, BackgroundKind, RenderOutput, make_backgrounds

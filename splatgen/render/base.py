@@ -13,6 +13,9 @@ non-packed layout (per camera, per Gaussian):
     gaussian_ids           None (non-packed)
 
 Images are [C, H, W, 3] in [0, 1], composited over a per-camera background colour [C, 3].
+With `depth=True` a render also carries the expected depth [C, H, W, 1], gsplat's "ED" mode:
+sum_i w_i z_i / max(sum_i w_i, 1e-10), with w_i the compositing weights and z_i camera-space z
+(0 where nothing is hit); without it, `depths` is None and the colour-only path is unchanged.
 This is the one place that decides image layout: the prior converts to [B, 3, H, W] itself.
 """
 
@@ -32,6 +35,7 @@ class RenderOutput:
     images: torch.Tensor  # [C, H, W, 3]
     alphas: torch.Tensor  # [C, H, W, 1]
     info: dict[str, Any]
+    depths: torch.Tensor | None = None  # [C, H, W, 1] expected camera-space z; only with depth=True
 
 
 def make_backgrounds(

@@ -1,7 +1,8 @@
 """The CUDA backend: gsplat's fused rasterizer (gsplat 1.5.3, `gsplat.rasterization`).
 
 Non-packed layout (`packed=False`) so `info` has the same [C, N, ...] shapes as the torch
-backend's; classic (not antialiased) rasterization, SH colours of the Gaussians' active degree.
+backend's; classic (not antialiased) rasterization, SH colours of the Gaussians' active degree;
+`render_mode="RGB+ED"` (expected depth as a fourth channel) only when depth is asked for.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ def rasterize_gsplat(
     gaussians: ActivatedGaussians,
     cameras: CameraBatch,
     backgrounds: torch.Tensor,  # [C, 3]
+    depth: bool = False,
 ) -> RenderOutput:
-    """Render with `gsplat.rasterization` on CUDA; returns images [C, H, W, 3], alphas [C, H, W, 1], gsplat's info."""
+    """Render with `gsplat.rasterization` on CUDA: images [C, H, W, 3], alphas [C, H, W, 1], gsplat's info,
+    and with `depth` the expected depth [C, H, W, 1]."""
     device = gaussians.means.device
     if device.type != "cuda":
         raise ValueError(f"the gsplat backend needs CUDA tensors, got {device}; use the torch backend on CPU")
@@ -36,6 +39,9 @@ def rasterize_gsplat(
         sh_degree=gaussians.sh_degree,
         packed=False,
         backgrounds=backgrounds.to(device),
-        render_mode="RGB",
+        render_mode="RGB+ED" if depth else "RGB",
     )
+    if depth:
+        images, depths = images[..., :3], images[..., 3:]  # [C, H, W, 3], [C, H, W, 1]
+        return RenderOutput(images=images, alphas=alphas, info=info, depths=depths)
     return RenderOutput(images=images, alphas=alphas, info=info)

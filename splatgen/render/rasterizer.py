@@ -29,13 +29,17 @@ def rasterize(
     cameras: CameraBatch,
     backgrounds: torch.Tensor,  # [C, 3]
     backend: Backend = "auto",
+    depth: bool = False,
 ) -> RenderOutput:
-    """Render `gaussians` from every camera in `cameras`; differentiable in the Gaussians."""
+    """Render `gaussians` from every camera in `cameras`; differentiable in the Gaussians.
+
+    `depth=True` adds the expected depth (`RenderOutput.depths`).
+    """
     chosen = resolve_backend(backend, gaussians.means.device)
     if chosen == "gsplat":
         from splatgen.render.gsplat_backend import rasterize_gsplat
 
-        return rasterize_gsplat(gaussians, cameras, backgrounds)
+        return rasterize_gsplat(gaussians, cameras, backgrounds, depth=depth)
     from splatgen.render.torch_backend import rasterize_torch
 
-    return rasterize_torch(gaussians, cameras, backgrounds)
+    return rasterize_torch(gaussians, cameras, backgrounds, depth=depth)

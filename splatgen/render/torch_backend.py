@@ -1,6 +1,7 @@
 """A pure-PyTorch tiled rasterizer for 3D Gaussians: gsplat 1.5.3's math, differentiable by autograd, runs on CPU.
 
-It mirrors gsplat's CUDA pipeline (`rasterization(..., packed=False, render_mode="RGB")`):
+It mirrors gsplat's CUDA pipeline (`rasterization(..., packed=False, render_mode="RGB")`, or
+`render_mode="RGB+ED"` with `depth=True`):
 
 1. Projection (EWA splatting, Zwicker et al. 2001; 3DGS, Kerbl et al. 2023), as in gsplat's
    `projection_ewa_3dgs_fused_fwd_kernel`: world -> camera, the perspective Jacobian with the
@@ -15,6 +16,9 @@ It mirrors gsplat's CUDA pipeline (`rasterization(..., packed=False, render_mode
    y + 0.5), alpha = min(0.999, opacity * exp(-0.5 * mahalanobis^2)), Gaussians with
    alpha < 1/255 skipped, front-to-back blending that stops (exclusively) once the
    transmittance would fall to 1e-4 or below, then `colour + T * background`.
+5. Expected depth (only when asked): camera-space z blended as a fourth colour channel with the
+   same weights w_i, then divided by the pixel's alpha: sum_i w_i z_i / max(sum_i w_i, 1e-10),
+   gsplat's "ED" (`rasterization`, gsplat 1.5.3); 0 where nothing is hit.
 
 Tiles are composited in chunks, each padded to its longest Gaussian list, with cumprod for the
 transmittance. The 1/255 skip, the 0.999 clamp and the early stop are the same discrete
@@ -291,14 +295,14 @@ def composite_tile_chunk(
     means2d: torch.Tensor,  # [B, L, 2]
     conics: torch.Tensor,  # [B, L, 3]
     log_opacities: torch.Tensor,  # [B, L], -inf in padding
-    colors: torch.Tensor,  # [B, L, 3]
+    colors: torch.Tensor,  # [B, L, D]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Front-to-back alpha blending of B tiles of S x S pixels (gsplat's rasterize_to_pixels kernel).
 
     The exponent log(opacity) - sigma splits into a per-column, a per-row and one cross term,
     so only the cross term and the sum are evaluated per (pixel, Gaussian). gsplat also skips
     sigma < 0, which only float rounding can produce (projected conics are positive definite),
-    so that test is left out. Returns premultiplied colours [B, S*S, 3] and alphas [B, S*S].
+    so that test is left out. Returns premultiplied colours [B, S*S, D] and alphas [B, S*S].
     """
     batch, side = pixel_x.shape
     length = means2d.shape[1]
@@ -327,7 +331,7 @@ def _composite_chunk_inputs(
     means2d_flat: torch.Tensor,  # [C * N + 1, 2]
     conics_flat: torch.Tensor,  # [C * N + 1, 3]
     log_opacities_flat: torch.Tensor,  # [C * N + 1]
-    colors_flat: torch.Tensor,  # [C * N + 1, 3]
+    colors_flat: torch.Tensor,  # [C * N + 1, D]
 ) -> tuple[torch.Tensor, ...]:
     """Gather one chunk's pixel centres and Gaussian attributes."""
     tile_in_image = tile_ids % (bins.tiles_x * bins.tiles_y)
@@ -348,13 +352,13 @@ def rasterize_tiles(
     means2d: torch.Tensor,  # [C, N, 2]
     conics: torch.Tensor,  # [C, N, 3]
     opacities: torch.Tensor,  # [N]
-    colors: torch.Tensor,  # [C, N, 3]
+    colors: torch.Tensor,  # [C, N, D]
     radii: torch.Tensor,  # [C, N, 2]
     depths: torch.Tensor,  # [C, N]
     width: int,
     height: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Premultiplied colours [C, H, W, 3] and alphas [C, H, W, 1], no background (16x16 tiles)."""
+    """Premultiplied colours [C, H, W, D] and alphas [C, H, W, 1], no background (16x16 tiles)."""
     num_cameras, num_gaussians = depths.shape
     bins = bin_gaussians_to_tiles(means2d.detach(), radii, depths.detach(), width, height)
     sentinel = num_cameras * num_gaussians  # one extra, fully transparent Gaussian pads the lists
@@ -364,7 +368,8 @@ def rasterize_tiles(
     log_opacities_flat = torch.cat(
         [log_opacities.expand(num_cameras, -1).reshape(-1), log_opacities.new_full((1,), -torch.inf)]
     )
-    colors_flat = torch.cat([colors.reshape(-1, 3), colors.new_zeros(1, 3)])
+    channels = colors.shape[-1]
+    colors_flat = torch.cat([colors.reshape(-1, channels), colors.new_zeros(1, channels)])
 
     # With nothing visible, one empty chunk still routes the output through means2d (its .grad is zeros, not None).
     nothing = torch.zeros(0, dtype=torch.long, device=means2d.device)
@@ -388,7 +393,7 @@ def rasterize_tiles(
     pixels = TILE_SIZE * TILE_SIZE
     num_tiles = num_cameras * bins.tiles_y * bins.tiles_x
     all_ids, all_colors, all_alphas = torch.cat(tile_ids), torch.cat(tile_colors), torch.cat(tile_alphas)
-    image_colors = all_colors.new_zeros(num_tiles, pixels, 3).index_copy(0, all_ids, all_colors)
+    image_colors = all_colors.new_zeros(num_tiles, pixels, channels).index_copy(0, all_ids, all_colors)
     image_alphas = all_alphas.new_zeros(num_tiles, pixels).index_copy(0, all_ids, all_alphas)
     images = untile(image_colors, num_cameras, bins, width, height)
     return images, untile(image_alphas[..., None], num_cameras, bins, width, height)
@@ -414,8 +419,11 @@ def rasterize_torch(
     gaussians: ActivatedGaussians,
     cameras: CameraBatch,
     backgrounds: torch.Tensor,  # [C, 3]
+    depth: bool = False,
 ) -> RenderOutput:
     """Render with the pure-PyTorch tiled rasterizer; same outputs and `info` as gsplat (packed=False).
+
+    `depth=True` also returns the expected depth (gsplat's "RGB+ED"); the colour-only path is unchanged.
 
     `info["means2d"]` is the tensor the compositor reads, so after `retain_grad()` and backward
     its `.grad` is the screen-space gradient gsplat's densification strategies accumulate.
@@ -428,6 +436,8 @@ def rasterize_torch(
         gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, viewmats, Ks, width, height
     )
     colors = view_dependent_colors(gaussians.colors, gaussians.sh_degree, gaussians.means, viewmats)  # [C, N, 3]
+    if depth:
+        colors = torch.cat([colors, projection.depths[..., None]], dim=-1)  # [C, N, 4]: z blends like a colour
     premultiplied, alphas = rasterize_tiles(
         projection.means2d,
         projection.conics,
@@ -438,6 +448,10 @@ def rasterize_torch(
         width,
         height,
     )
+    depths = None
+    if depth:
+        premultiplied, blended_depths = premultiplied[..., :3], premultiplied[..., 3:]
+        depths = blended_depths / alphas.clamp(min=1e-10)  # [C, H, W, 1] gsplat's normalisation
     images = premultiplied + (1.0 - alphas) * backgrounds.to(premultiplied)[:, None, None, :]  # [C, H, W, 3]
     info = {
         "means2d": projection.means2d,
@@ -449,4 +463,4 @@ def rasterize_torch(
         "n_cameras": len(cameras),
         "gaussian_ids": None,
     }
-    return RenderOutput(images=images, alphas=alphas, info=info)
+    return RenderOutput(images=images, alphas=alphas, info=info, depths=depths)
