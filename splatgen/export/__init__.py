@@ -1,0 +1,72 @@
+"""Mesh export: a textured (or vertex-coloured) triangle mesh, .glb or .obj, from any splat asset, on CPU.
+
+Contract. `export_mesh(in_path, out_path, options)` reads a 3DGS PLY, meshes it and writes
+`out_path` (.glb: one binary glTF 2.0 file; .obj: plus `<stem>.mtl` and `<stem>.png` beside it),
+returning a one-line summary. Every user-fixable problem (an unknown suffix, an unreadable PLY, an
+empty or transparent asset, a grid too large for memory, a bad option) raises a
+`splatgen.errors.SplatgenError` before anything is written, so existing outputs stay as they were.
+Rows with NaN/Inf are dropped and counted in the summary. The mesh is in splatgen's world frame,
+which is glTF's: +Y up, the front towards +Z.
+
+Pipeline (each stage its own module, all CPU, PyPI packages of the `mesh` extra):
+
+    density.py    opacity field of the Gaussians on a voxel grid      [X, Y, Z]
+    surface.py    cavity fill, marching cubes, clean-up, smoothing, decimation  -> vertices, faces
+    bake.py       renders of the asset (with expected depth), visibility, xatlas UVs, texture bake
+    triangles.py  CPU triangle rasterizer (UV space for baking, screen space for previews)
+    mesh.py       the pipeline: `mesh_from_gaussians(gaussians, options) -> ColoredMesh`
+    writers.py    .glb and .obj/.mtl/.png writers (trimesh), atomic
+    preview.py    `render_mesh(mesh, cameras)`: unlit CPU renders for checks and pictures
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from splatgen.errors import UnsupportedFormat
+from splatgen.export.options import MeshError, MeshOptions
+
+MESH_FORMATS = (".glb", ".obj")
+
+__all__ = ["MESH_FORMATS", "MeshError", "MeshOptions", "export_mesh", "write_mesh"]
+
+
+def write_mesh(gaussians, out_path: str | os.PathLike[str], options: MeshOptions | None = None, log=None) -> str:
+    """Mesh in-memory Gaussians (raw parameters, `splatgen.scene.Gaussians`) to `out_path`; returns a summary."""
+    from splatgen.export.mesh import finite_gaussians, mesh_from_gaussians
+    from splatgen.export.writers import WRITERS
+
+    out_path = Path(out_path)
+    suffix = out_path.suffix.lower()
+    if suffix not in MESH_FORMATS:
+        raise UnsupportedFormat(f"{out_path}: unknown mesh format {suffix or '(no suffix)'!r}; use .glb or .obj")
+    options = options or MeshOptions()
+    options.validate()
+    gaussians, dropped = finite_gaussians(gaussians)
+    mesh = mesh_from_gaussians(gaussians, options, log=log)
+    written = WRITERS[suffix](mesh, out_path)
+    colour = (
+        f"{mesh.texture.shape[1]}x{mesh.texture.shape[0]} texture" if mesh.texture is not None else "vertex colours"
+    )
+    summary = (
+        f"wrote {', '.join(str(path) for path in written)}: {len(mesh.faces):,} triangles, "
+        f"{len(mesh.vertices):,} vertices, {colour}, in {sum(mesh.seconds.values()):.1f} s"
+    )
+    if dropped:
+        summary += f"; {dropped:,} Gaussians with NaN/Inf values dropped"
+    return summary
+
+
+def export_mesh(
+    in_path: str | os.PathLike[str], out_path: str | os.PathLike[str], options: MeshOptions | None = None, log=None
+) -> str:
+    """Read the PLY at `in_path`, mesh it, write `out_path` (.glb or .obj); returns a one-line summary."""
+    from splatgen.io.ply import read_ply
+
+    suffix = Path(out_path).suffix.lower()
+    if suffix not in MESH_FORMATS:
+        raise UnsupportedFormat(f"{out_path}: unknown mesh format {suffix or '(no suffix)'!r}; use .glb or .obj")
+    (options or MeshOptions()).validate()
+    gaussians = read_ply(in_path)
+    return write_mesh(gaussians, out_path, options, log=log) + f" (from {in_path})"
