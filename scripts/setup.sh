@@ -2,7 +2,7 @@
 # Create .venv and install splatgen into it (idempotent; safe to re-run).
 #
 #   bash scripts/setup.sh          # the application
-#   bash scripts/setup.sh --dev    # plus the test tools (pytest, matplotlib)
+#   bash scripts/setup.sh --dev    # plus the test tools (pytest, matplotlib) and the mesh exporter's extra
 #
 # torch comes first, chosen for this machine:
 #   - a machine with an NVIDIA driver (nvidia-smi) gets PyPI's default CUDA build;
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras=""
-[[ "${1:-}" == "--dev" ]] && extras="[dev]"
+[[ "${1:-}" == "--dev" ]] && extras="[dev,mesh]"
 python="${PYTHON:-python3}"
 torch_spec="${SPLATGEN_TORCH_SPEC:-torch==2.13.0}"
 

@@ -4,6 +4,7 @@
     splatgen train --preset smoke --prompt "a red apple" --out runs/apple
     splatgen train --resume runs/apple
     splatgen export runs/apple/a-red-apple.ply --out apple.splat
+    splatgen export runs/apple/a-red-apple.ply --out apple.glb
     splatgen render runs/apple/a-red-apple.ply --out renders/
     splatgen view runs/apple/a-red-apple.ply
     splatgen debias --prompt "a smiling dog" --json
@@ -15,14 +16,15 @@ Ctrl-C exits with 130 after saving what there is.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import tyro
 from rich.console import Console
 
-from splatgen.errors import SplatgenError
+from splatgen.errors import SplatgenError, UnsupportedFormat
+from splatgen.export import MESH_FORMATS, MeshOptions
 from splatgen.io.config_file import ConfigError, from_dict, load_yaml
 from splatgen.io.run_folder import RunFolder
 from splatgen.prompts import DebiasConfig
@@ -35,18 +37,33 @@ PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 @dataclass
 class ExportCommand:
-    """Convert a 3DGS PLY to a PLY of another SH degree, or to the 32-byte .splat format."""
+    """Convert a 3DGS PLY to a PLY of another SH degree, the 32-byte .splat format, or a textured mesh (.glb, .obj)."""
 
     input: tyro.conf.Positional[Path]
     """The .ply to read (INRIA 3DGS layout, any SH degree)."""
     out: Path
-    """Where to write: .ply or .splat, chosen by the suffix."""
+    """Where to write: .ply, .splat, .glb (binary glTF) or .obj (+ .mtl + .png), chosen by the suffix."""
     sh_degree: int | None = None
     """SH degree of the written PLY (0..3; drops bands or pads zeros); default = as read."""
+    mesh: tyro.conf.OmitArgPrefixes[MeshOptions] = field(default_factory=MeshOptions)
+    """Mesh options (.glb and .obj only; see docs/mesh.md)."""
 
     def run(self, console: Console) -> None:
-        from splatgen.io import export_asset
+        from splatgen.io import EXPORT_FORMATS, export_asset
 
+        suffix = self.out.suffix.lower()
+        if suffix in MESH_FORMATS:
+            from splatgen.export import export_mesh
+
+            with console.status("meshing") as status:
+                summary = export_mesh(
+                    self.input, self.out, self.mesh, log=lambda line: status.update(f"meshing: {line}")
+                )
+            console.print(summary, highlight=False, soft_wrap=True)
+            return
+        if suffix not in EXPORT_FORMATS:
+            formats = ", ".join(EXPORT_FORMATS + MESH_FORMATS)
+            raise UnsupportedFormat(f"{self.out}: unknown output format {suffix or '(no suffix)'!r}; use {formats}")
         console.print(export_asset(self.input, self.out, sh_degree=self.sh_degree), highlight=False)
 
 

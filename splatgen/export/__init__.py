@@ -32,6 +32,21 @@ MESH_FORMATS = (".glb", ".obj")
 __all__ = ["MESH_FORMATS", "MeshError", "MeshOptions", "export_mesh", "write_mesh"]
 
 
+def require_mesh_packages() -> None:
+    """Refuse, in one line, when the `mesh` extra is not installed."""
+    import importlib.util
+
+    missing = [
+        name
+        for name in ("mcubes", "xatlas", "fast_simplification", "trimesh", "scipy")
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise MeshError(
+            f"mesh export needs the 'mesh' extra ({', '.join(missing)} missing): pip install 'splatgen[mesh]'"
+        )
+
+
 def write_mesh(gaussians, out_path: str | os.PathLike[str], options: MeshOptions | None = None, log=None) -> str:
     """Mesh in-memory Gaussians (raw parameters, `splatgen.scene.Gaussians`) to `out_path`; returns a summary."""
     from splatgen.export.mesh import finite_gaussians, mesh_from_gaussians
@@ -43,6 +58,7 @@ def write_mesh(gaussians, out_path: str | os.PathLike[str], options: MeshOptions
         raise UnsupportedFormat(f"{out_path}: unknown mesh format {suffix or '(no suffix)'!r}; use .glb or .obj")
     options = options or MeshOptions()
     options.validate()
+    require_mesh_packages()
     gaussians, dropped = finite_gaussians(gaussians)
     mesh = mesh_from_gaussians(gaussians, options, log=log)
     written = WRITERS[suffix](mesh, out_path)

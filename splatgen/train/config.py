@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from splatgen.export.options import MeshOptions
 from splatgen.objectives import DSDS, ObjectiveChoice
 from splatgen.prior.stable_diffusion import StableDiffusionConfig
 from splatgen.prompts import PromptConfig
@@ -47,6 +48,10 @@ class TrainConfig:
     """SH degree trained (0 = view-independent colour, the usual choice for text-to-3D)."""
     export_sh_degree: int | None = None
     """SH degree written to the PLY; default = the trained degree (3 pads zeros for Unity plugins)."""
+    export_mesh: bool = False
+    """Also write a textured mesh <name>.glb beside the PLY, at the end and on Ctrl-C (options: --mesh.*)."""
+    mesh: MeshOptions = field(default_factory=MeshOptions)
+    """How --export-mesh meshes the asset (the options of `splatgen export x.glb`)."""
     background: BackgroundKind = "random"
     """Render background: black, white, or a random colour per view (discourages background-coloured floaters)."""
     objective: ObjectiveChoice = field(default_factory=DSDS)
@@ -113,6 +118,8 @@ class TrainConfig:
             if size < 16 or size % 8 != 0 or size > 2048:
                 raise ValueError(f"--render-schedule sizes must be multiples of 8 in [16, 2048], got {size}")
             previous = progress
+        if self.export_mesh:
+            self.mesh.validate()
         for name in ("sh_degree", "export_sh_degree"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= MAX_SH_DEGREE:

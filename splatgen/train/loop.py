@@ -146,7 +146,7 @@ def train(
     interrupted = interrupted or step < config.steps
     seconds = time.perf_counter() - started
     save_checkpoint(run.checkpoint_dir, state)
-    ply_path = _export(run, state.splats, config)
+    ply_path = _export(run, state.splats, config, console)
     if interrupted:
         console.print(
             f"[yellow]stopped at step {step}/{config.steps}[/]; checkpoint in {run.checkpoint_dir}, asset so far in {ply_path}"
@@ -183,7 +183,14 @@ def _describe_refinement(report: RefineReport, truncation: float | None) -> str:
     )
 
 
-def _export(run: RunFolder, splats, config: TrainConfig) -> Path:
+def _export(run: RunFolder, splats, config: TrainConfig, console: Console) -> Path:
     gaussians = Gaussians.from_parameters(splats)
     write_ply(run.ply_path, gaussians, sh_degree=config.export_sh_degree)
+    if config.export_mesh:
+        from splatgen.export import write_mesh
+
+        try:
+            console.print(write_mesh(gaussians, run.ply_path.with_suffix(".glb"), config.mesh), highlight=False)
+        except SplatgenError as error:  # the PLY is written: a mesh that cannot be made costs nothing else
+            console.print(f"[yellow]mesh not written[/]: {error}", highlight=False)
     return run.ply_path
