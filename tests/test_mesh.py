@@ -189,11 +189,14 @@ def test_glb_is_oriented_as_gltf_expects(sample_mesh):
 
     assert positions[:, 2].min() < -1.15 and positions[:, 2].max() < 0.95  # spike on -Z, nose (0.85) on +Z
     assert abs(positions[:, 1].max() + positions[:, 1].min()) < 0.1  # the body is centred on y = 0
-    eye = 0.75 * np.array([0.3, 0.25, math.sqrt(1 - 0.3**2 - 0.25**2)])
-    mouth = 0.75 * np.array([0.0, -0.42, math.sqrt(1 - 0.42**2)])
-    nose = (0.0, 0.0, 0.85)
-    assert (colour_near(tuple(eye)) > 0.7).all()  # white
-    red = colour_near(tuple(mouth))
+
+    def on_body(x: float, y: float) -> tuple[float, float, float]:  # the sample's body: radius 0.75, front +z
+        return (0.75 * x, 0.75 * y, 0.75 * math.sqrt(1 - x * x - y * y))
+
+    eye_white, pupil, mouth, nose = on_body(0.42, 0.25), on_body(0.3, 0.22), on_body(0.0, -0.42), (0.0, 0.0, 0.85)
+    assert (colour_near(eye_white) > 0.7).all()  # scripts/make_sample_asset.py: eyes above ...
+    assert (colour_near(pupil) < 0.35).all()
+    red = colour_near(mouth)  # ... the mouth
     assert red[0] > 0.45 and red[1] < 0.3 and red[2] < 0.3
     orange = colour_near(nose)
     assert orange[0] > 0.6 and 0.2 < orange[1] < 0.6 and orange[2] < 0.3
