@@ -3,7 +3,9 @@
 The asset is `scripts/make_sample_asset.py`'s character at 100,000 Gaussians (the size a 512x512
 run reaches), built in memory; meshing runs `splatgen.export.mesh.mesh_from_gaussians` with the
 default `MeshOptions` (or the resolutions given) and writes the .glb, which is timed too. Prints
-one line per resolution with the seconds of each stage, the load average and the peak RSS.
+one line per resolution with the wall seconds of each stage, the CPU seconds the process used
+(user + system: on a busy shared machine this is the steadier figure; a compute-bound run on an idle one
+takes roughly between CPU seconds / threads and CPU seconds of wall time), the load average and the peak RSS.
 
     .venv/bin/python scripts/bench_mesh.py                          # default resolution (128), 2 threads
     .venv/bin/python scripts/bench_mesh.py --resolutions 64 128 256 --json
@@ -31,6 +33,11 @@ from splatgen.export.mesh import mesh_from_gaussians  # noqa: E402
 from splatgen.export.writers import write_glb  # noqa: E402
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=100_000, help="Gaussians in the asset")
@@ -43,6 +50,7 @@ def main() -> None:
     for resolution in args.resolutions:
         options = replace(MeshOptions(), resolution=resolution)
         started = time.perf_counter()
+        cpu_started = cpu_seconds()
         mesh = mesh_from_gaussians(gaussians, options)
         with tempfile.TemporaryDirectory() as folder:
             write_started = time.perf_counter()
@@ -53,6 +61,7 @@ def main() -> None:
             "gaussians": len(gaussians),
             "resolution": resolution,
             "seconds": round(time.perf_counter() - started, 1),
+            "cpu_seconds": round(cpu_seconds() - cpu_started, 1),
             "stages": {stage: round(seconds, 1) for stage, seconds in mesh.seconds.items()},
             "triangles": len(mesh.faces),
             "glb_mb": round(size / 2**20, 1),
@@ -65,7 +74,8 @@ def main() -> None:
         else:
             stages = ", ".join(f"{stage} {seconds}" for stage, seconds in result["stages"].items())
             print(
-                f"{result['gaussians']:,} Gaussians, resolution {resolution}: {result['seconds']} s ({stages}); "
+                f"{result['gaussians']:,} Gaussians, resolution {resolution}: {result['seconds']} s wall, "
+                f"{result['cpu_seconds']} s CPU ({stages}); "
                 f"{result['triangles']:,} triangles, {result['glb_mb']} MB .glb; load {result['load_average_1min']}, "
                 f"peak RSS {result['peak_rss_mb']} MB"
             )

@@ -73,7 +73,7 @@ def plan_grid(
             f"{needed / 2**30:.1f} GiB of memory but {budget / 2**30:.1f} GiB can be used; "
             f"lower --resolution (at most about {max(fits, 16)} fits now)"
         )
-    return low.numpy().astype(np.float64), voxel, shape  # type: ignore[return-value]
+    return low.numpy().astype(np.float64), voxel, shape
 
 
 def density_grid(gaussians: Gaussians, resolution: int, min_opacity: float) -> DensityGrid:

@@ -34,7 +34,7 @@ class MeshOptions:
     """'texture': UV atlas + baked PNG (xatlas); 'vertex': one colour per vertex (no UVs, faster)."""
     texture_size: int = 1024
     """Width and height of the baked texture, pixels."""
-    bake_views: int = 10
+    bake_views: int = 8
     """Renders of the splat asset that colours are taken from (an orbit, plus top and bottom)."""
     bake_size: int = 384
     """Size of those renders, pixels."""
