@@ -15,7 +15,7 @@ from conftest import REPO
 PACKAGE = REPO / "splatgen"
 
 # Lowest first. A module may import modules of its own layer or a lower one, never a higher one
-# (cli -> train -> {viewer, scene, prior, render, objectives, prompts} -> io -> the shared data types).
+# (cli -> train -> {viewer, export, scene, prior, render, objectives, prompts} -> io -> the shared data types).
 LAYERS: list[tuple[str, ...]] = [
     ("splatgen.errors",),
     ("splatgen.scene.gaussians", "splatgen.scene.cameras"),  # the data every layer shares
@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("splatgen.objectives", "splatgen.render", "splatgen.prompts"),
     ("splatgen.prior",),  # the oracle prior renders its target
     ("splatgen.scene",),  # initialisation (PLY, Shap-E through prior.loading), densification
+    ("splatgen.export",),  # meshes: renders the asset, writes through io
     ("splatgen.tiny_models",),
     ("splatgen.viewer",),
     ("splatgen.train",),
