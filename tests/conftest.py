@@ -1,4 +1,9 @@
-"""Test-wide settings: never touch the network, keep JIT builds and tiny models in temp folders."""
+"""Test-wide settings: never touch the network, keep tiny models in a temp folder.
+
+gsplat's CUDA kernels come from splatgen's persistent cache (`splatgen.gpu.kernels`), the one
+`scripts/setup.sh` builds into, so a GPU test session never recompiles them; without a GPU nothing
+loads or builds them.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TORCH_EXTENSIONS_DIR", tempfile.mkdtemp(prefix="splatgen-torch-ext-"))
 os.environ.setdefault("SPLATGEN_TINY_MODELS", str(Path(tempfile.gettempdir()) / "splatgen-test-tiny-models"))
 
 REPO = Path(__file__).resolve().parent.parent

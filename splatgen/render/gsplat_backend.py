@@ -2,7 +2,8 @@
 
 Non-packed layout (`packed=False`) so `info` has the same [C, N, ...] shapes as the torch
 backend's; classic (not antialiased) rasterization, SH colours of the Gaussians' active degree;
-`render_mode="RGB+ED"` (expected depth as a fourth channel) only when depth is asked for.
+`render_mode="RGB+ED"` (expected depth as a fourth channel) only when depth is asked for. The first
+call loads gsplat's kernels through `splatgen.gpu.kernels` (persistent cache, CUDA_HOME found).
 """
 
 from __future__ import annotations
@@ -10,9 +11,20 @@ from __future__ import annotations
 import torch
 from gsplat import rasterization
 
+from splatgen.gpu.kernels import load_gsplat_kernels
 from splatgen.render.base import RenderOutput
 from splatgen.scene.cameras import CameraBatch
 from splatgen.scene.gaussians import ActivatedGaussians
+
+_kernels_loaded = False
+
+
+def _ensure_kernels() -> None:
+    """Load gsplat's kernels from splatgen's persistent cache (built there once if missing) on first use."""
+    global _kernels_loaded
+    if not _kernels_loaded:
+        load_gsplat_kernels()
+        _kernels_loaded = True
 
 
 def rasterize_gsplat(
@@ -26,6 +38,7 @@ def rasterize_gsplat(
     device = gaussians.means.device
     if device.type != "cuda":
         raise ValueError(f"the gsplat backend needs CUDA tensors, got {device}; use the torch backend on CPU")
+    _ensure_kernels()
     images, alphas, info = rasterization(
         means=gaussians.means,
         quats=gaussians.quats,

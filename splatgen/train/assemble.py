@@ -32,11 +32,17 @@ if TYPE_CHECKING:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SplatgenError("--device cuda was asked for, but torch sees no CUDA GPU (use --device cpu or auto)")
-    return torch.device(name)
+    """'auto' | 'cuda' | 'cpu' -> a device torch can use; a GPU torch cannot see is a one-line error."""
+    from splatgen.gpu import resolve_device as resolve
+
+    return resolve(name)
+
+
+def check_render_backend(config: TrainConfig, device: torch.device, console: Console) -> None:
+    """Before any model loads: the backend can run on `device`, and gsplat's kernels are there (built once if not)."""
+    from splatgen.gpu import check_render_backend as check
+
+    check(config.render_backend, device, announce=lambda text: console.print(text, highlight=False, soft_wrap=True))
 
 
 def plan_run_folder(config: TrainConfig) -> RunFolder:

@@ -97,6 +97,7 @@ def train(
         raise ConfigError(str(error)) from error
     device = assemble.resolve_device(config.device)
     run = assemble.plan_run_folder(config)
+    assemble.check_render_backend(config, device, console)  # gsplat's kernels, before any model loads
     view_prompts = assemble.prepare_view_prompts(config, console)  # the small LM first: fail fast
     prior = prior if prior is not None else assemble.load_prior(config, device, console)
     assemble.open_run_folder(run, config, view_prompts, console)
