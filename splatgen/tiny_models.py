@@ -1,10 +1,12 @@
-"""Tiny random-weight models in the real folder layouts, and the reserved model name `tiny-random`.
+"""Random-weight models in the real folder layouts, and the reserved model names that build them.
 
 `--prior.model tiny-random` and `--prompts.lm tiny-random` mean: build (once) a tiny random
 Stable-Diffusion-shaped pipeline / BERT masked LM in `$SPLATGEN_TINY_MODELS` (default
 `~/.cache/splatgen/tiny-models`) and load it with the same `from_pretrained` code a hub id takes.
 They make the whole pipeline runnable offline (the `smoke` preset, the tests); their output is
-noise, not an asset.
+noise, not an asset. `--prior.model sd21-base-random` is the same for the full-size SD 2.1-base
+architecture (2.6 GB of fp16 safetensors, built from `assets/sd21_base/`): the real shapes and
+cost of a run, for GPU checks and the real-architecture test.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 from rich.console import Console
 
 TINY_MODEL_ID = "tiny-random"
+SD21_RANDOM_ID = "sd21-base-random"
+"""The full-size SD 2.1-base architecture with random weights (2.6 GB, built once): real shapes and cost, no download."""
 
 
 def default_tiny_models_dir() -> Path:
@@ -47,7 +51,15 @@ def _resolve(model: str, kind: str, console: Console | None) -> str:
 
 
 def resolve_sd_model(model: str, console: Console | None = None) -> str:
-    """`tiny-random` -> the tiny SD folder (built on first use); anything else unchanged."""
+    """`tiny-random` -> the tiny SD folder, `sd21-base-random` -> the full-size random one (each built on first
+    use in $SPLATGEN_TINY_MODELS); anything else unchanged."""
+    if model == SD21_RANDOM_ID:
+        from splatgen.prior.tiny import make_random_sd21_base
+
+        folder = default_tiny_models_dir() / SD21_RANDOM_ID
+        if console is not None and not folder.exists():
+            console.print(f"building the random-weight SD 2.1-base architecture in {folder} (once, ~2.6 GB)")
+        return str(make_random_sd21_base(folder))
     return _resolve(model, "sd", console)
 
 

@@ -201,39 +201,51 @@ def is_complete_sd_folder(folder: str | os.PathLike) -> bool:
 def make_tiny_stable_diffusion(folder: str | os.PathLike, seed: int = 0) -> Path:
     """Write the tiny pipeline to `folder` (skipped when already complete); returns the folder.
 
-    Deterministic for a seed (the global RNG is forked, not disturbed). The folder appears
-    atomically: everything is written to a sibling temporary folder that is then renamed.
+    Deterministic for a seed (the global RNG is forked, not disturbed).
+    """
+
+    def build() -> dict:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            tokenizer = tiny_clip_tokenizer()
+            return {
+                "unet": tiny_unet(),
+                "vae": tiny_vae(),
+                "text_encoder": tiny_text_encoder(tokenizer),
+                "tokenizer": tokenizer,
+                "scheduler": sd_scheduler(),
+            }
+
+    return write_sd_folder(folder, build, {"seed": seed, "kind": "tiny random SD 2.x layout"})
+
+
+def write_sd_folder(folder: str | os.PathLike, build, marker: dict) -> Path:
+    """Save the components `build()` returns in the diffusers layout at `folder` (skipped when complete).
+
+    The folder appears atomically: everything is written to a sibling temporary folder that is then
+    renamed (a concurrent writer that finishes first wins). `marker` goes to `splatgen_tiny.json`.
     """
     folder = Path(folder)
     if is_complete_sd_folder(folder):
         return folder
     if folder.exists():
         raise FileExistsError(
-            f"{folder} exists but is not a complete tiny Stable Diffusion folder; remove it or pick another"
+            f"{folder} exists but is not a complete Stable Diffusion folder; remove it or pick another"
         )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        tokenizer = tiny_clip_tokenizer()
-        components = {
-            "unet": tiny_unet(),
-            "vae": tiny_vae(),
-            "text_encoder": tiny_text_encoder(tokenizer),
-            "tokenizer": tokenizer,
-            "scheduler": sd_scheduler(),
-        }
+    components = build()
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         staging.chmod(0o755)
-        for name, component in components.items():
+        for name in list(components):
+            component = components.pop(name)  # freed once written (the full-size UNet is gigabytes)
             if isinstance(component, torch.nn.Module):
                 component.save_pretrained(staging / name, safe_serialization=True)
             else:
                 component.save_pretrained(staging / name)
+            del component
         (staging / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2) + "\n")
-        (staging / "splatgen_tiny.json").write_text(
-            json.dumps({"seed": seed, "kind": "tiny random SD 2.x layout"}) + "\n"
-        )
+        (staging / "splatgen_tiny.json").write_text(json.dumps(marker) + "\n")
         try:
             os.replace(staging, folder)
         except OSError:
@@ -243,3 +255,61 @@ def make_tiny_stable_diffusion(folder: str | os.PathLike, seed: int = 0) -> Path
         if staging.exists():
             shutil.rmtree(staging)
     return folder
+
+
+def fill_random(module: torch.nn.Module, pool: torch.Tensor, generator: torch.Generator) -> None:
+    """Random weights at PyTorch's default scales, cheaply: each tensor is a slice of one uniform(-1, 1) `pool`
+    at a random offset, scaled like `nn.Linear`/`nn.Conv2d`'s default init (bound 1/sqrt(fan_in)); embeddings
+    N(0, 1)-scaled, norms weight 1 / bias 0. Compute does not depend on the values; the shapes are what is tested."""
+    for layer in module.modules():
+        for name, parameter in layer.named_parameters(recurse=False):
+            with torch.no_grad():
+                if isinstance(layer, (torch.nn.GroupNorm, torch.nn.LayerNorm)):
+                    parameter.fill_(1.0 if name == "weight" else 0.0)
+                    continue
+                if isinstance(layer, torch.nn.Embedding):
+                    bound = 3**0.5  # uniform(-sqrt 3, sqrt 3): unit variance like N(0, 1)
+                else:
+                    fan_in = layer.weight[0].numel() if hasattr(layer, "weight") and layer.weight.dim() > 1 else 1
+                    bound = fan_in**-0.5
+                count = parameter.numel()
+                offset = int(torch.randint(0, pool.numel() - count + 1, (1,), generator=generator))
+                parameter.copy_(pool[offset : offset + count].view_as(parameter) * bound)
+
+
+def random_sd21_base_pipeline(seed: int = 0) -> dict:
+    """The full-size SD 2.1-base architecture (`assets/sd21_base/`) with random fp16 weights on the CPU.
+
+    Built on the meta device and materialised in fp16 (about 2.6 GB instead of 5.2 GB in fp32), then
+    filled by `fill_random` (seconds instead of the minute default initialisation takes on 2 cores).
+    """
+    from splatgen.prior.loading import random_sd21_base_components
+
+    components = random_sd21_base_components(device="meta")
+    modules = {"unet": components.unet, "vae": components.vae, "text_encoder": components.text_encoder}
+    generator = torch.Generator().manual_seed(seed)
+    largest = max(parameter.numel() for module in modules.values() for parameter in module.parameters())
+    pool = torch.empty(largest, dtype=torch.float16).uniform_(-1.0, 1.0, generator=generator)
+    from diffusers.utils import logging as diffusers_logging
+
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # .to(float16) on the meta device warns about keep-in-fp32 modules (none)
+    try:
+        modules = {name: module.to(torch.float16) for name, module in modules.items()}
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+    for name, module in modules.items():
+        module = module.to_empty(device="cpu")
+        fill_random(module, pool, generator)
+        for buffer_name, buffer in module.named_buffers():
+            if buffer_name.endswith("position_ids"):
+                buffer.copy_(torch.arange(buffer.shape[-1]).expand_as(buffer))
+        modules[name] = module
+    return {**modules, "tokenizer": components.tokenizer, "scheduler": components.scheduler}
+
+
+def make_random_sd21_base(folder: str | os.PathLike, seed: int = 0) -> Path:
+    """Write the random-weight full-size SD 2.1-base pipeline (fp16 safetensors, ~2.6 GB) to `folder` once."""
+    return write_sd_folder(
+        folder, lambda: random_sd21_base_pipeline(seed), {"seed": seed, "kind": "random SD 2.1-base architecture"}
+    )
