@@ -287,3 +287,23 @@ def test_setup_refuses_a_driver_too_old_before_touching_anything(tmp_path, nvidi
     result = subprocess.run(["bash", "scripts/setup.sh"], cwd=copy, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "driver 470.82.01 is older than every CUDA build" in result.stderr
     assert not (copy / ".venv").exists()
+
+
+# ---------------------------------------------------------------- scripts/gpu_check.sh on a CPU machine
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the check runs for real (minutes)")
+def test_gpu_check_runs_end_to_end_on_cpu_with_cuda_stages_skipped(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    result = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh")], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {
+        line.split()[0]: line.split(None, 3)[1:] for line in (tmp_path / "summary.txt").read_text().splitlines()[2:]
+    }
+    assert list(rows) == ["env", "install", "build", "parity", "precision", "bench", "train", "gpu-tests"]
+    assert rows["env"][0] == "ok" and "sees GPU: False" in rows["env"][2]
+    assert rows["install"][0] == "ok"
+    for stage in ("build", "parity", "bench", "train", "gpu-tests"):
+        assert rows[stage][0] == "skipped" and "no CUDA GPU" in rows[stage][2], rows[stage]
+    assert rows["precision"][0] == "skipped"
+    assert "===== build" in (tmp_path / "gpu_check.log").read_text() and result.stdout.startswith("splatgen gpu_check")

@@ -410,6 +410,9 @@ def test_gsplat_and_torch_backends_agree():
         results[backend] = (out, {key: param.grad for key, param in splats.items()})
     (gs_out, gs_grads), (torch_out, torch_grads) = results["gsplat"], results["torch"]
     torch.testing.assert_close(torch_out.info["radii"], gs_out.info["radii"], atol=1, rtol=0)  # fast log, then ceil
+    image_error = float((torch_out.images - gs_out.images).abs().max())
+    alpha_error = float((torch_out.alphas - gs_out.alphas).abs().max())
+    print(f"parity: max |image difference| {image_error:.2e}, max |alpha difference| {alpha_error:.2e}")  # gpu_check
     for ours, theirs in [(torch_out.images, gs_out.images), (torch_out.alphas, gs_out.alphas)]:
         difference = (ours - theirs).abs()
         assert difference.max() < 1e-2 and (difference > 1e-4).float().mean() < 1e-3, difference.max()
