@@ -47,6 +47,17 @@ def build() -> int:
     from splatgen.gpu.kernels import load_gsplat_kernels
     from splatgen.gpu.preflight import resolve_device
 
+    import torch
+
+    from splatgen.gpu.driver import DriverQueryFailed, query_driver
+
+    try:
+        no_gpu = not torch.cuda.is_available() and query_driver() is None
+    except DriverQueryFailed:
+        no_gpu = True
+    if no_gpu:
+        print("gpu: no NVIDIA GPU here; gsplat's CUDA kernels are built on a GPU machine", file=sys.stderr)
+        return 1
     try:
         resolve_device("cuda")  # a driver/torch mismatch is named before anything else
         status = load_gsplat_kernels(build=True, announce=lambda text: print(f"gpu: {text}", flush=True))
