@@ -42,6 +42,12 @@ def fake_nvcc(folder: Path, release: str) -> Path:
 
 
 @pytest.fixture
+def no_cuda(monkeypatch):
+    """torch sees no GPU (also on a GPU machine, so these simulations mean the same everywhere)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture
 def nvidia_smi_on_path(tmp_path, monkeypatch):
     """Put a fake nvidia-smi first on PATH; returns a function setting what it prints."""
 
@@ -197,7 +203,7 @@ def test_kernel_cache_is_persistent_and_per_torch_build(tmp_path, monkeypatch):
     assert kernels_built(tmp_path / "ext")
 
 
-def test_no_compile_is_attempted_without_a_gpu():
+def test_no_compile_is_attempted_without_a_gpu(no_cuda):
     with pytest.raises(KernelsUnavailable, match="--render-backend torch"):
         load_gsplat_kernels()
     assert "gsplat.cuda._backend" not in sys.modules
@@ -228,7 +234,7 @@ def train_error(capsys, tmp_path, *flags) -> str:
 
 
 def test_gpu_seen_by_nvidia_smi_but_not_torch_stops_with_the_mismatch(
-    capsys, tmp_path, monkeypatch, nvidia_smi_on_path, no_model_loads
+    capsys, tmp_path, monkeypatch, nvidia_smi_on_path, no_model_loads, no_cuda
 ):
     nvidia_smi_on_path(OLD_A100)
     monkeypatch.setattr(torch.version, "cuda", "13.0")  # PyPI's torch: CUDA 13.0, needs r580+
@@ -239,7 +245,13 @@ def test_gpu_seen_by_nvidia_smi_but_not_torch_stops_with_the_mismatch(
     assert "is a CPU-only build" in train_error(capsys, tmp_path, "--device", "cuda")
 
 
-def test_nvidia_smi_without_a_gpu_still_trains_on_cpu(nvidia_smi_on_path):
+def test_device_cuda_without_any_gpu_is_one_line(no_cuda):
+    with pytest.raises(preflight.GpuUnavailable, match="no NVIDIA GPU here"):
+        preflight.resolve_device("cuda", probe=lambda: None)
+    assert preflight.resolve_device("auto", probe=lambda: None) == torch.device("cpu")
+
+
+def test_nvidia_smi_without_a_gpu_still_trains_on_cpu(nvidia_smi_on_path, no_cuda):
     nvidia_smi_on_path("No devices were found", status=6)
     assert preflight.resolve_device("auto") == torch.device("cpu")
 

@@ -43,13 +43,12 @@ def report() -> int:
 
 
 def build() -> int:
-    from splatgen.errors import SplatgenError
-    from splatgen.gpu.kernels import load_gsplat_kernels
-    from splatgen.gpu.preflight import resolve_device
-
     import torch
 
+    from splatgen.errors import SplatgenError
     from splatgen.gpu.driver import DriverQueryFailed, query_driver
+    from splatgen.gpu.kernels import load_gsplat_kernels
+    from splatgen.gpu.preflight import resolve_device
 
     try:
         no_gpu = not torch.cuda.is_available() and query_driver() is None
