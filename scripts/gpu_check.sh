@@ -110,14 +110,16 @@ EOF
 )"
 }
 
+# the train stage's run (tests/test_gpu_setup.py checks on CPU that these flags parse and validate)
+TRAIN_ARGS=(--prompt "a ceramic mug shaped like an owl" --prior.model sd21-base-random --prompts.lm tiny-random
+  --steps 100 --batch-size 4 --render-size 512 --checkpoint-every 50 --log-every 25 --densify.refine-every 25
+  --densify.start-fraction 0.2 --densify.stop-fraction 0.9 --video-frames 8 --no-viewer)
+
 stage_train() {
   needs_cuda
   local run
   run=$(mktemp -d)/run
-  "$python" -m splatgen train --prompt "a ceramic mug shaped like an owl" --prior.model sd21-base-random \
-    --prompts.lm tiny-random --steps 100 --batch-size 4 --render-size 512 --checkpoint-every 50 --log-every 25 \
-    --densify.refine-every 25 --densify.start-fraction 0.2 --densify.stop-fraction 0.9 --video-frames 8 \
-    --no-viewer --out "$run" | tee "$run.log" || return 1
+  "$python" -m splatgen train "${TRAIN_ARGS[@]}" --out "$run" | tee "$run.log" || return 1
   local done refines
   done=$(grep -o "done[^>]*" "$run.log" | tail -1)
   refines=$(grep -c "refine @ step" "$run.log")

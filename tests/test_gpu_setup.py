@@ -14,7 +14,7 @@ import torch
 from conftest import REPO
 
 import splatgen.gpu.preflight as preflight
-from splatgen.cli import main
+from splatgen.cli import main, parse_train_args
 from splatgen.gpu import toolkit
 from splatgen.gpu.driver import (
     DriverInfo,
@@ -319,3 +319,21 @@ def test_gpu_check_runs_end_to_end_on_cpu_with_cuda_stages_skipped(tmp_path):
         assert rows[stage][0] == "skipped" and "no CUDA GPU" in rows[stage][2], rows[stage]
     assert rows["precision"][0] == "skipped"
     assert "===== build" in (tmp_path / "gpu_check.log").read_text() and result.stdout.startswith("splatgen gpu_check")
+
+
+def test_gpu_check_train_stage_flags_parse_and_validate():
+    script = REPO / "scripts" / "gpu_check.sh"
+    read = f'eval "$(sed -n "/^TRAIN_ARGS=(/,/)$/p" {script})"; printf "%s\\n" "${{TRAIN_ARGS[@]}}"'
+    args = subprocess.run(["bash", "-c", read], capture_output=True, text=True, check=True).stdout.splitlines()
+    config = parse_train_args(args)
+    config.validate()
+    assert (config.steps, config.batch_size, config.render_size, config.prior.model) == (
+        100,
+        4,
+        512,
+        "sd21-base-random",
+    )
+    start, stop = config.steps * config.densify.start_fraction, config.steps * config.densify.stop_fraction
+    refinements = [step for step in range(0, config.steps, config.densify.refine_every) if start <= step < stop]
+    assert len(refinements) >= 2, refinements  # the run refines
+    assert config.checkpoint_every < config.steps
