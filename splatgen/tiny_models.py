@@ -54,7 +54,7 @@ def resolve_sd_model(model: str, console: Console | None = None) -> str:
     """`tiny-random` -> the tiny SD folder, `sd21-base-random` -> the full-size random one (each built on first
     use in $SPLATGEN_TINY_MODELS); anything else unchanged."""
     if model == SD21_RANDOM_ID:
-        from splatgen.prior.tiny import make_random_sd21_base
+        from splatgen.prior.loading import make_random_sd21_base
 
         folder = default_tiny_models_dir() / SD21_RANDOM_ID
         if console is not None and not folder.exists():

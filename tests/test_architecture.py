@@ -19,7 +19,7 @@ PACKAGE = REPO / "splatgen"
 LAYERS: list[tuple[str, ...]] = [
     ("splatgen.errors",),
     ("splatgen.scene.gaussians", "splatgen.scene.cameras"),  # the data every layer shares
-    ("splatgen.io",),
+    ("splatgen.io", "splatgen.gpu"),  # gpu: driver, nvcc and gsplat's kernels (imports only errors)
     ("splatgen.objectives", "splatgen.render", "splatgen.prompts"),
     ("splatgen.prior",),  # the oracle prior renders its target
     ("splatgen.scene",),  # initialisation (PLY, Shap-E through prior.loading), densification
