@@ -3,6 +3,7 @@
 <run>/config.yaml        the resolved config (reloadable: `splatgen train --resume <run>`)
 <run>/prompts.json       the view prompts and their azimuth/elevation ranges
 <run>/checkpoints/       last.pt (resumable)
+<run>/metrics.jsonl      per-step training metrics, refinements.jsonl one line per refinement (train/metrics.py)
 <run>/<name>.ply         the asset, INRIA 3DGS layout
 <run>/turntable.mp4      a turntable video
 <run>/views.png          a grid of views

@@ -29,6 +29,7 @@ from splatgen.scene.gaussians import Gaussians
 from splatgen.train import assemble
 from splatgen.train.checkpoint import restore_checkpoint, save_checkpoint
 from splatgen.train.config import TrainConfig
+from splatgen.train.metrics import METRICS_FILE, REFINEMENTS_FILE, MetricsLog, StepRecord
 from splatgen.train.progress import StepMetrics, TrainingProgress
 from splatgen.train.step import StepResult, TrainState, snapshot_factory, train_step
 
@@ -108,6 +109,10 @@ def train(
         console.print(f"resuming {run.path} from step {state.step}")
     start_step = state.step
     viewer = assemble.start_viewer(config, run, console)
+    metrics_log, refinement_log = MetricsLog(run.path / METRICS_FILE), MetricsLog(run.path / REFINEMENTS_FILE)
+    earlier = metrics_log.resume(start_step)  # a resume replays the steps after its checkpoint
+    refinements_before = len(refinement_log.resume(start_step))
+    seconds_before = float(earlier[-1]["seconds"]) if earlier else 0.0
 
     refinements: list[RefineReport] = []
     stop = _StopRequest(console)
@@ -128,8 +133,12 @@ def train(
                 if result.refinement is not None:
                     refinements.append(result.refinement)
                     bar.log(_describe_refinement(result.refinement, result.truncation))
+                    refinement_log.append(_refinement_record(result.refinement, result.truncation))
                 if result.finite and state.step % config.log_every == 0:
-                    bar.update(_metrics(state, result))
+                    metrics = _metrics(state, result)
+                    bar.update(metrics)
+                    seconds = seconds_before + time.perf_counter() - started
+                    metrics_log.append(_step_record(metrics, result, refinements_before + len(refinements), seconds))
                 else:
                     bar.advance(state.step)
                 if result.finite and state.step % config.checkpoint_every == 0 and state.step < config.steps:
@@ -170,6 +179,41 @@ def _metrics(state: TrainState, result: StepResult) -> StepMetrics:
         timestep_range=result.timestep_range,
         skipped_steps=state.skipped_steps,
     )
+
+
+def _step_record(metrics: StepMetrics, result: StepResult, refinements: int, seconds: float) -> dict:
+    lo, hi = metrics.timestep_range
+    grow_threshold = result.thresholds.grow_grad2d if result.thresholds is not None else None
+    return StepRecord(
+        metrics.step,
+        metrics.loss,
+        metrics.grad_norm,
+        metrics.num_gaussians,
+        metrics.truncation,
+        grow_threshold,
+        lo,
+        hi,
+        metrics.skipped_steps,
+        refinements,
+        round(seconds, 3),
+    ).to_json()
+
+
+def _refinement_record(report: RefineReport, truncation: float | None) -> dict:
+    return {
+        "step": report.step + 1,  # completed steps, as in metrics.jsonl
+        "truncation": truncation,
+        "grow_threshold": report.thresholds.grow_grad2d,  # in the growth rule's units
+        "effective_grow_grad2d": report.effective_grow_grad2d,  # what the mean screen-space gradient is compared with
+        "median_grad2d": report.median_grad2d,
+        "reference": report.reference,
+        "prune_opacity": report.thresholds.prune_opacity,
+        "duplicated": report.duplicated,
+        "split": report.split,
+        "pruned": report.pruned,
+        "capped": report.capped,
+        "num_gaussians": report.num_gaussians,
+    }
 
 
 def _describe_refinement(report: RefineReport, truncation: float | None) -> str:

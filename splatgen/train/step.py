@@ -25,7 +25,7 @@ from splatgen.prior.base import DiffusionPrior
 from splatgen.prompts import ViewPrompts, assign_views, view_interpolation_weights
 from splatgen.render import make_backgrounds, rasterize
 from splatgen.scene.cameras import CameraBatch, sample_cameras
-from splatgen.scene.densify import Densifier, RefineReport, densify_thresholds
+from splatgen.scene.densify import Densifier, DensifyThresholds, RefineReport, densify_thresholds
 from splatgen.scene.gaussians import activate
 from splatgen.train.config import TrainConfig
 from splatgen.train.distill import DistillationResult, PromptEmbeddings, Region, distillation_step, no_region
@@ -133,6 +133,7 @@ class StepResult:
     cameras: CameraBatch  # the views of this step
     grad_norm: float  # of the Gaussians' gradients; NaN except on log steps (it costs a host sync)
     refinement: RefineReport | None  # set when this step densified / pruned
+    thresholds: DensifyThresholds | None = None  # the densify thresholds in force (finite steps)
 
     @property
     def loss(self) -> torch.Tensor:  # scalar
@@ -190,7 +191,7 @@ def train_step(state: TrainState, region: Region = no_region) -> StepResult:
         distillation.loss.backward()
     with region("finite_check"):
         finite = all_finite(distillation.loss, splats)
-    norm, refinement = math.nan, None
+    norm, refinement, thresholds = math.nan, None, None
     if finite:
         state.consecutive_bad = 0
         with region("optimizer"):
@@ -217,7 +218,7 @@ def train_step(state: TrainState, region: Region = no_region) -> StepResult:
         for optimizer in optimizers.values():
             optimizer.zero_grad(set_to_none=True)
     state.step += 1
-    return StepResult(state.step, finite, distillation, cameras, norm, refinement)
+    return StepResult(state.step, finite, distillation, cameras, norm, refinement, thresholds)
 
 
 def snapshot_factory(state: TrainState, result: StepResult) -> Callable[[], TrainingSnapshot]:
