@@ -1,4 +1,4 @@
-"""The `splatgen` command: train | export | render | view | debias.
+"""The `splatgen` command: train | export | render | view | debias | eval | report | compare.
 
     splatgen train --prompt "a ceramic mug shaped like an owl"
     splatgen train --preset smoke --prompt "a red apple" --out runs/apple
@@ -8,6 +8,9 @@
     splatgen render runs/apple/a-red-apple.ply --out renders/
     splatgen view runs/apple/a-red-apple.ply
     splatgen debias --prompt "a smiling dog" --json
+    splatgen eval runs/apple runs/corgi
+    splatgen report runs/apple
+    splatgen compare runs/apple-sds runs/apple-dsds --out compare/
 
 User errors (bad files, bad values, missing models) print one line and exit with status 2;
 Ctrl-C exits with 130 after saving what there is.
@@ -24,6 +27,7 @@ import tyro
 from rich.console import Console
 
 from splatgen.errors import SplatgenError, UnsupportedFormat
+from splatgen.eval.settings import EvalSettings
 from splatgen.export import MESH_FORMATS, MeshOptions
 from splatgen.io.config_file import ConfigError, from_dict, load_yaml
 from splatgen.io.run_folder import RunFolder
@@ -126,6 +130,41 @@ class DebiasCommand(DebiasConfig):
             print_debias_table(result, console)
 
 
+@dataclass(kw_only=True)
+class EvalCommand(EvalSettings):
+    """Measure assets: CLIP similarity, R-precision (2+ prompts), A-LPIPS, view consistency; writes RUN/eval.json."""
+
+    inputs: tyro.conf.Positional[list[Path]]
+    """Run folders, or .ply files with --prompt."""
+    prompt: str | None = None
+    """What the assets should show (needed for a bare .ply; overrides a run's prompt)."""
+    json: bool = False
+    """Print one JSON object instead of the table."""
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    """Where to render and run the models."""
+
+    def run(self, console: Console) -> None:
+        import json
+
+        from splatgen.eval.run import evaluate, print_eval_table, resolve_target, write_eval_json
+        from splatgen.tiny_models import resolve_clip
+        from splatgen.train.assemble import quiet_library_progress_bars, resolve_device
+
+        targets = [resolve_target(path, self.prompt) for path in self.inputs]
+        quiet_library_progress_bars()
+        settings = replace(EvalSettings(), **{name: getattr(self, name) for name in EvalSettings.__dataclass_fields__})
+        settings.clip_model = resolve_clip(settings.clip_model, console)
+        progress = None if self.json else console
+        results = evaluate(targets, settings, resolve_device(self.device), progress)
+        for target, result in zip(targets, results):
+            if target.run_dir is not None:
+                write_eval_json(result, target.run_dir)
+        if self.json:
+            print(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False))
+        else:
+            print_eval_table(results, console)
+
+
 Command = Union[
     Annotated[
         TrainConfig,
@@ -137,6 +176,7 @@ Command = Union[
     Annotated[RenderCommand, tyro.conf.subcommand("render")],
     Annotated[ViewCommand, tyro.conf.subcommand("view")],
     Annotated[DebiasCommand, tyro.conf.subcommand("debias")],
+    Annotated[EvalCommand, tyro.conf.subcommand("eval")],
 ]
 
 

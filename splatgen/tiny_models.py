@@ -1,7 +1,7 @@
 """Random-weight models in the real folder layouts, and the reserved model names that build them.
 
-`--prior.model tiny-random` and `--prompts.lm tiny-random` mean: build (once) a tiny random
-Stable-Diffusion-shaped pipeline / BERT masked LM in `$SPLATGEN_TINY_MODELS` (default
+`--prior.model tiny-random`, `--prompts.lm tiny-random` and `splatgen eval --clip-model tiny-random`
+mean: build (once) a tiny random Stable-Diffusion-shaped pipeline / BERT masked LM / CLIP in `$SPLATGEN_TINY_MODELS` (default
 `~/.cache/splatgen/tiny-models`) and load it with the same `from_pretrained` code a hub id takes.
 They make the whole pipeline runnable offline (the `smoke` preset, the tests); their output is
 noise, not an asset. `--prior.model sd21-base-random` is the same for the full-size SD 2.1-base
@@ -30,7 +30,8 @@ def is_complete_mlm_folder(folder: Path) -> bool:
 
 
 def make_tiny_models(folder: str | Path, seed: int = 0) -> dict[str, Path]:
-    """Write `folder/sd` and `folder/mlm` (each skipped when already complete); returns both paths."""
+    """Write `folder/sd`, `folder/mlm` and `folder/clip` (each skipped when complete); returns the paths."""
+    from splatgen.eval.tiny_clip import make_tiny_clip
     from splatgen.prior.tiny import make_tiny_stable_diffusion
     from splatgen.prompts.tiny_lm import make_tiny_mlm
 
@@ -38,7 +39,11 @@ def make_tiny_models(folder: str | Path, seed: int = 0) -> dict[str, Path]:
     mlm = folder / "mlm"
     if not is_complete_mlm_folder(mlm):
         make_tiny_mlm(mlm, seed=seed)
-    return {"sd": make_tiny_stable_diffusion(folder / "sd", seed=seed), "mlm": mlm}
+    return {
+        "sd": make_tiny_stable_diffusion(folder / "sd", seed=seed),
+        "mlm": mlm,
+        "clip": make_tiny_clip(folder / "clip", seed=seed),
+    }
 
 
 def _resolve(model: str, kind: str, console: Console | None) -> str:
@@ -66,3 +71,8 @@ def resolve_sd_model(model: str, console: Console | None = None) -> str:
 def resolve_lm(lm: str, console: Console | None = None) -> str:
     """`tiny-random` -> the tiny masked-LM folder (built on first use); anything else unchanged."""
     return _resolve(lm, "mlm", console)
+
+
+def resolve_clip(model: str, console: Console | None = None) -> str:
+    """`tiny-random` -> the tiny CLIP folder (built on first use); anything else unchanged."""
+    return _resolve(model, "clip", console)
