@@ -25,7 +25,9 @@ def main() -> None:
     for net in ("vgg", "alex"):
         state = torch.load(source / f"{net}.pth", map_location="cpu", weights_only=True)
         heads = {f"lin{k}": state[f"lin{k}.model.1.weight"].float().contiguous() for k in range(5)}
-        save_file(heads, OUT / f"lpips_v0.1_{net}.safetensors", metadata={"source": f"lpips 0.1.4 weights/v0.1/{net}.pth"})
+        save_file(
+            heads, OUT / f"lpips_v0.1_{net}.safetensors", metadata={"source": f"lpips 0.1.4 weights/v0.1/{net}.pth"}
+        )
         print(f"wrote {OUT / f'lpips_v0.1_{net}.safetensors'}: {[tuple(v.shape) for v in heads.values()]}")
 
 
