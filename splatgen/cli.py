@@ -165,6 +165,49 @@ class EvalCommand(EvalSettings):
             print_eval_table(results, console)
 
 
+def _check_run_folders(paths: list[Path]) -> None:
+    for path in paths:
+        if not (path / "config.yaml").is_file():
+            raise SplatgenError(f"{path} is not a splatgen run folder (it has no config.yaml)")
+
+
+@dataclass
+class ReportCommand:
+    """Write RUN/report.html: turntable, views, eval table, training plots, refinements, view prompts, config."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """The run folder."""
+
+    def run(self, console: Console) -> None:
+        from splatgen.report import write_run_report
+
+        _check_run_folders([self.run_dir])
+        console.print(f"wrote {write_run_report(self.run_dir)}", highlight=False)
+
+
+@dataclass
+class CompareCommand:
+    """Compare runs side by side (e.g. one prompt under each objective): a table here and an HTML page."""
+
+    runs: tyro.conf.Positional[list[Path]]
+    """Run folders."""
+    out: Path = Path("compare.html")
+    """Where to write the page."""
+
+    def run(self, console: Console) -> None:
+        from rich.table import Table
+
+        from splatgen.report import compare_rows, read_run, write_compare
+
+        _check_run_folders(self.runs)
+        headers, rows = compare_rows([read_run(path) for path in self.runs])
+        table = Table(*headers, title="splatgen compare", title_justify="left")
+        for row in rows:
+            table.add_row(*(str(cell) for cell in row))
+        console.print(table)
+        console.print(f"wrote {write_compare(self.runs, self.out)}", highlight=False)
+
+
 Command = Union[
     Annotated[
         TrainConfig,
@@ -177,6 +220,8 @@ Command = Union[
     Annotated[ViewCommand, tyro.conf.subcommand("view")],
     Annotated[DebiasCommand, tyro.conf.subcommand("debias")],
     Annotated[EvalCommand, tyro.conf.subcommand("eval")],
+    Annotated[ReportCommand, tyro.conf.subcommand("report")],
+    Annotated[CompareCommand, tyro.conf.subcommand("compare")],
 ]
 
 
@@ -295,6 +340,9 @@ def run_train(config: TrainConfig, console: Console) -> None:
             f"({result.steps_per_second:.2f} it/s) -> {result.ply_path}",
             highlight=False,
         )
+    from splatgen.report import write_run_report
+
+    console.print(f"report: {write_run_report(result.run_dir)}", highlight=False, soft_wrap=True)
     if result.interrupted:
         raise KeyboardInterrupt
 

@@ -212,3 +212,10 @@ def test_eval_measures_smoke_runs_and_writes_eval_json(tmp_path, tiny_models, ca
     assert main(["eval", *arguments]) == 0
     table = capsys.readouterr().out
     assert "CLIP sim x100" in table and "apple" in table and "corgi" in table
+    assert main(["report", str(runs[0])]) == 0
+    page = (runs[0] / "report.html").read_text()
+    assert 'id="eval"' in page and "Per-view CLIP labels" in page  # the eval section, from eval.json
+    assert main(["compare", *map(str, runs), "--out", str(tmp_path / "compare.html")]) == 0
+    printed = capsys.readouterr().out
+    assert "splatgen compare" in printed and "R-precision" in printed
+    assert (tmp_path / "compare.html").is_file()

@@ -50,7 +50,8 @@ def test_smoke_preset_runs_the_whole_pipeline(tmp_path, tiny_models, capsys):
     status = main(["train", "--preset", "smoke", "--prompt", "a red apple", "--out", str(out), "--no-viewer"])
     printed = capsys.readouterr().out
     assert status == 0, printed
-    for name in ("a-red-apple.ply", "config.yaml", "prompts.json", "checkpoints/last.pt", "turntable.mp4", "views.png"):
+    written = ("a-red-apple.ply", "config.yaml", "prompts.json", "checkpoints/last.pt", "turntable.mp4", "views.png")
+    for name in (*written, "metrics.jsonl", "report.html"):
         assert (out / name).is_file(), name
     asset = read_ply(out / "a-red-apple.ply")
     assert len(asset) > 0 and bool(asset.finite_mask().all())

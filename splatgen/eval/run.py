@@ -32,7 +32,9 @@ from splatgen.eval.consistency import view_consistency
 from splatgen.eval.lpips import LPIPS, consecutive_lpips
 from splatgen.eval.orbit import OrbitFrames, render_orbit
 from splatgen.eval.settings import EvalInputError, EvalSettings
+from splatgen.eval.summary import summary_rows
 from splatgen.io.atomic import write_text_atomic
+from splatgen.io.jsonl import strict_json
 from splatgen.prompts.views import VIEW_NAMES, ViewPrompts, ViewRanges, assign_views
 
 EVAL_FILE = "eval.json"
@@ -199,29 +201,8 @@ def add_r_precision(results: list[dict[str, Any]], embeddings: list[torch.Tensor
 
 def write_eval_json(result: dict[str, Any], run_dir: Path) -> Path:
     path = Path(run_dir) / EVAL_FILE
-    write_text_atomic(path, json.dumps(result, indent=2, ensure_ascii=False, allow_nan=True) + "\n")
+    write_text_atomic(path, json.dumps(strict_json(result), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     return path
-
-
-def format_number(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def summary_rows(result: dict[str, Any]) -> dict[str, str]:
-    """The headline numbers of one result, formatted (the table on screen and in report.html)."""
-    views = result["views"]
-    back = views.get("back_looks_front")
-    return {
-        "CLIP sim x100": format_number(result["clip_similarity"], 2),
-        "A-LPIPS": format_number(result["a_lpips"], 4),
-        "view warp error": format_number(result["view_consistency"]["error"], 4),
-        "warp coverage": format_number(result["view_consistency"]["coverage"], 2),
-        "view agreement": format_number(views["agreement"], 2),
-        "back reads as front": "-" if back is None else f"{back:.0%}",
-        "R-precision": format_number(result.get("r_precision", {}).get("value"), 2),
-    }
 
 
 def print_eval_table(results: list[dict[str, Any]], console: Console) -> None:
