@@ -24,7 +24,7 @@ def help_text(capsys, args) -> str:
 
 def test_help_lists_every_command(capsys):
     text = help_text(capsys, ["--help"])
-    for command in ("train", "export", "render", "view", "debias"):
+    for command in ("train", "export", "render", "view", "debias", "eval", "report", "compare"):
         assert command in text
 
 
