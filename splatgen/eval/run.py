@@ -36,6 +36,7 @@ from splatgen.eval.summary import summary_rows
 from splatgen.io.atomic import write_text_atomic
 from splatgen.io.jsonl import strict_json
 from splatgen.prompts.views import VIEW_NAMES, ViewPrompts, ViewRanges, assign_views
+from splatgen.train.run_folder import slugify
 
 EVAL_FILE = "eval.json"
 CUDA_RESOLUTION, CPU_RESOLUTION = 512, 128
@@ -64,7 +65,8 @@ def resolve_target(path: Path, prompt: str | None = None) -> EvalTarget:
             view_prompts = ViewPrompts.from_json(json.loads(prompts_file.read_text(encoding="utf-8")))
         except (ValueError, KeyError, TypeError) as error:
             raise EvalInputError(f"cannot read {prompts_file}: {error}") from error
-        plys = sorted(path.glob("*.ply"))
+        asset = path / f"{slugify(view_prompts.prompt)}.ply"  # the name train gives it (RunFolder.ply_path)
+        plys = [asset] if asset.is_file() else sorted(path.glob("*.ply"))
         if not plys:
             raise EvalInputError(f"run folder {path} has no .ply yet (has its training finished or saved?)")
         return EvalTarget(path.name, plys[0], prompt or view_prompts.prompt, view_prompts.ranges, path)
