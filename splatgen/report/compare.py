@@ -40,12 +40,13 @@ def compare_html(run_dirs: list[Path], out_path: Path) -> str:
     for run in runs:
         prefix = os.path.relpath(run.path.resolve(), base).replace(os.sep, "/") + "/"
         report = f'<a href="{esc(prefix + REPORT_FILE)}">report</a>' if (run.path / REPORT_FILE).is_file() else ""
-        cards.append(f"<h2>{esc(run.path.name)}: {esc(run.objective)} {report}</h2>{media_html(run, prefix)}")
+        title = f"{esc(run.path.name)}: {esc(run.objective)}, {esc(run.prompt)}"
+        cards.append(f"<section><h2>{title} {report}</h2>{media_html(run, prefix)}</section>")
     body = (
         f"<h1>splatgen compare: {len(runs)} runs</h1>"
         + '<p class="subtitle">Eval rows appear for runs measured with splatgen eval.</p>'
         + html_table(headers, rows)
-        + "".join(cards)
+        + f'<div class="runs">{"".join(cards)}</div>'
     )
     return html_page("splatgen compare", body)
 

@@ -61,6 +61,13 @@ pre { background: #fff; border: 1px solid #d8dee6; border-radius: 6px; padding: 
 .note { color: #5b6b7b; font-size: 0.88rem; }
 .flag { color: #b03a2e; font-weight: 600; }
 .scroll { overflow-x: auto; }
+.runs { display: grid; grid-template-columns: repeat(auto-fill, minmax(380px, 1fr)); gap: 16px; margin-top: 20px; }
+.runs section { background: #fff; border: 1px solid #d8dee6; border-radius: 6px; padding: 10px 12px; }
+.runs h2 { margin-top: 0; font-size: 1rem; }
+.runs .media { flex-direction: column; }
+.runs .media figure { border: none; padding: 0; width: 100%; }
+.runs .media video, .runs .media img.turntable { width: 100%; height: auto; max-height: 360px; }
+.runs .media img.views { max-width: none; }
 """
 
 
