@@ -255,7 +255,9 @@ def refinements_html(run: RunSummary) -> str:
         [
             record["step"],
             format_number(record.get("truncation"), 2),
-            f"{record.get('grow_threshold', float('nan')):.3g}",
+            format_number(record.get("grow_threshold"), 3),
+            f"{record['effective_grow_grad2d']:.3g}" if record.get("effective_grow_grad2d") else "-",
+            f"{record['median_grad2d']:.3g}" if record.get("median_grad2d") else "-",
             record.get("duplicated", 0),
             record.get("split", 0),
             record.get("pruned", 0),
@@ -264,7 +266,8 @@ def refinements_html(run: RunSummary) -> str:
         ]
         for record in run.refinements
     ]
-    headers = ["step", "truncation", "grow threshold", "duplicated", "split", "pruned", "held back", "Gaussians"]
+    headers = ["step", "truncation", "threshold (rule)", "threshold (grad)", "median grad"]
+    headers += ["duplicated", "split", "pruned", "held back", "Gaussians"]
     return html_table(headers, rows, numeric_from=0)
 
 

@@ -95,7 +95,7 @@ def coupling_plot(records: Sequence[dict[str, Any]], refinements: Sequence[dict[
     truncation_steps, truncations = _series(records, "truncation")
     if not threshold_steps:
         return None
-    figure, axes = _figure("truncation and densify threshold", "grow threshold (px grad)")
+    figure, axes = _figure("truncation and densify threshold", "grow threshold (rule units)")
     axes.plot(threshold_steps, thresholds, color=INK, linewidth=1.4, label="grow threshold")
     refine_steps, refine_thresholds = _series(refinements, "grow_threshold")
     if refine_steps:

@@ -10,7 +10,8 @@ A metrics record is a flat JSON object; the loop writes these keys (see `StepRec
     grad_norm       L2 norm of the gradient over every Gaussian parameter
     num_gaussians   Gaussians after the step
     truncation      the D-SDS truncation value c(progress), null for objectives without one
-    grow_threshold  the densify growth threshold in force (tied to the truncation, see schedules.py)
+    grow_threshold  the densify growth threshold in force, in the growth rule's units (multiples of the
+                    reference median for the relative rule); tied to the truncation, see schedules.py
     t_min, t_max    the timestep range sampled at that step
     skipped_steps   steps skipped so far for non-finite values
     refinements     refinements so far
