@@ -150,6 +150,8 @@ class EvalCommand(EvalSettings):
         from splatgen.tiny_models import resolve_clip
         from splatgen.train.assemble import quiet_library_progress_bars, resolve_device
 
+        if not self.inputs:
+            raise SplatgenError("splatgen eval needs at least one run folder or .ply (see splatgen eval --help)")
         targets = [resolve_target(path, self.prompt) for path in self.inputs]
         quiet_library_progress_bars()
         settings = replace(EvalSettings(), **{name: getattr(self, name) for name in EvalSettings.__dataclass_fields__})

@@ -180,6 +180,11 @@ def test_missing_clip_weights_are_one_line(tmp_path, capsys):
     assert "neither a run folder nor a .ply" in capsys.readouterr().out
     assert main(["eval", str(ply)]) == 2
     assert "--prompt" in capsys.readouterr().out
+    assert main(["eval"]) == 2
+    assert "at least one run folder" in capsys.readouterr().out
+    assert main(["eval", str(ply), "--prompt", "a dog", "--clip-model", "nobody/no-such-clip"]) == 2
+    printed = capsys.readouterr().out
+    assert "HF_HUB_OFFLINE=1 is set and this model is not in the local hub cache" in printed
 
 
 def random_alexnet_checkpoint(path):

@@ -50,6 +50,15 @@ def clip_unavailable(model: str, reason: str) -> ClipUnavailable:
     )
 
 
+def _hub_reason(reason: str) -> str:
+    """The prior's hub reasons name a pipeline component ("@/" here); a CLIP folder is one model."""
+    return (
+        reason.replace("@/ of this model", "this model")
+        .replace("no @/ component", "no model")
+        .replace("@/", "the model")
+    )
+
+
 def check_clip_folder(model: str) -> Path:
     """Raise `ClipUnavailable` unless `model` is a folder with a CLIP config, safetensors weights and a tokenizer."""
     folder = Path(model).expanduser()
@@ -88,7 +97,7 @@ class Clip:
             tokenizer = CLIPTokenizer.from_pretrained(source)
             network = CLIPModel.from_pretrained(source, use_safetensors=True)
         except (OSError, ValueError) as error:
-            raise clip_unavailable(model, hub_failure_reason(model, "the model", error)) from error
+            raise clip_unavailable(model, _hub_reason(hub_failure_reason(model, "@", error))) from error
         return cls(network.to(device).eval(), tokenizer, model)
 
     @property
