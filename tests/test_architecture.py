@@ -15,7 +15,7 @@ from conftest import REPO
 PACKAGE = REPO / "splatgen"
 
 # Lowest first. A module may import modules of its own layer or a lower one, never a higher one
-# (cli -> train -> {viewer, export, scene, prior, render, objectives, prompts} -> io -> the shared data types).
+# (cli -> report -> train -> {viewer, export, eval, scene, prior, render, objectives, prompts} -> io -> the shared data types).
 LAYERS: list[tuple[str, ...]] = [
     ("splatgen.errors",),
     ("splatgen.scene.gaussians", "splatgen.scene.cameras"),  # the data every layer shares
@@ -24,9 +24,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("splatgen.prior",),  # the oracle prior renders its target
     ("splatgen.scene",),  # initialisation (PLY, Shap-E through prior.loading), densification
     ("splatgen.export",),  # meshes: renders the asset, writes through io
+    ("splatgen.eval",),  # renders assets, CLIP through prior.loading, the tiny CLIP's tokenizer from prior.tiny
     ("splatgen.tiny_models",),
     ("splatgen.viewer",),
     ("splatgen.train",),
+    ("splatgen.report",),  # reads the files train and eval write
     ("splatgen.cli", "splatgen.__main__"),
 ]
 

@@ -13,7 +13,7 @@ Contract:
   ImageNet backbone comes from torchvision's checkpoint file. A missing model is one
   `SplatgenError` line. Tiny-model numbers mean nothing.
 
-Imports flow one way: eval -> {render, scene, prompts, io, prior.loading, train.run_folder}; nothing in train imports eval.
+Imports flow one way: eval -> {render, scene, prompts, io, prior.loading}; nothing in train imports eval.
 """
 
 from splatgen.eval.settings import DEFAULT_CLIP, EvalInputError, EvalSettings

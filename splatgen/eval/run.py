@@ -35,8 +35,8 @@ from splatgen.eval.settings import EvalInputError, EvalSettings
 from splatgen.eval.summary import summary_rows
 from splatgen.io.atomic import write_text_atomic
 from splatgen.io.jsonl import strict_json
+from splatgen.io.run_folder import slugify
 from splatgen.prompts.views import VIEW_NAMES, ViewPrompts, ViewRanges, assign_views
-from splatgen.train.run_folder import slugify
 
 EVAL_FILE = "eval.json"
 CUDA_RESOLUTION, CPU_RESOLUTION = 512, 128
