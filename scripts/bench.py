@@ -40,9 +40,16 @@ CUDA: the full SD 2.1-base architecture with random weights (`assets/sd21_base/`
 not depend on weight values) in fp16, prior and renders at 512x512, gsplat, every objective at
 batch 1 and 4, 100k Gaussians.
 
+`--prior mvdream` times the MVDream multi-view prior instead (MV-SDS: 4-view groups, one timestep
+per group; CPU: the tiny LDM-named multi-view UNet, CUDA: MVDream's full-size architecture with
+random weights at 256 px; batches must be multiples of 4). `--perp-neg` turns Perp-Neg on for the
+SD prior (the UNet batch grows from 2B to 4B, floor included).
+
     .venv/bin/python scripts/bench.py                                  # CPU, D-SDS, batch 1, a table
     .venv/bin/python scripts/bench.py --objective sds vsd --batch 1 4 --json
     .venv/bin/python scripts/bench.py --device cuda --objective all --batch 1 4 --json
+    .venv/bin/python scripts/bench.py --prior mvdream --objective sds dsds --batch 4      # MV-SDS
+    .venv/bin/python scripts/bench.py --perp-neg --objective sds --batch 1 4              # Perp-Neg
 
 `--json` prints one JSON line per configuration (a single configuration: exactly one line) on
 stdout; progress notes go to stderr.
@@ -73,14 +80,16 @@ from rich.console import Console
 
 from splatgen.errors import SplatgenError
 from splatgen.objectives import OBJECTIVES
-from splatgen.prior.base import add_noise
+from splatgen.prior.base import add_noise, views_per_group
+from splatgen.prior.multiview import VIEWS_PER_GROUP
+from splatgen.prior.mvdream import MVDreamConfig, MVDreamPrior
 from splatgen.prior.stable_diffusion import StableDiffusionConfig, StableDiffusionPrior
 from splatgen.prompts import PromptConfig, build_view_prompts
 from splatgen.render import resolve_backend
 from splatgen.scene.cameras import sample_cameras
 from splatgen.scene.densify import DensifyConfig
 from splatgen.scene.init import BallInit
-from splatgen.tiny_models import TINY_MODEL_ID, resolve_sd_model
+from splatgen.tiny_models import TINY_MODEL_ID, resolve_mvdream_unet, resolve_sd_model
 from splatgen.train import assemble
 from splatgen.train.config import TrainConfig
 from splatgen.train.distill import Region, camera_condition, lora_predictions, no_region, prior_predictions
@@ -125,9 +134,13 @@ class BenchSettings:
     compile: bool
     channels_last: bool
     viewer: bool
+    prior: str = "sd"  # sd | mvdream
+    perp_neg: bool = False
 
     @property
     def model(self) -> str:
+        if self.prior == "mvdream":
+            return "mvdream-sd21-base-random" if self.device.type == "cuda" else "mvdream-tiny-random"
         return "sd21-base-random" if self.device.type == "cuda" else TINY_MODEL_ID
 
 
@@ -192,22 +205,28 @@ class Models:
 
 def prior_config(settings: BenchSettings) -> StableDiffusionConfig:
     model = resolve_sd_model(TINY_MODEL_ID) if settings.device.type == "cpu" else StableDiffusionConfig().model
-    return StableDiffusionConfig(
+    fields = dict(
         model=model, dtype=settings.dtype, image_size=settings.prior_size, channels_last=settings.channels_last
     )
+    if settings.prior == "mvdream":
+        unet = resolve_mvdream_unet(TINY_MODEL_ID) if settings.device.type == "cpu" else MVDreamConfig().unet
+        return MVDreamConfig(**fields, unet=unet)
+    return StableDiffusionConfig(**fields)
 
 
 def load_prior(settings: BenchSettings) -> StableDiffusionPrior:
-    """CPU: the tiny random pipeline through `from_config`; CUDA: SD 2.1-base's architecture, random weights."""
+    """CPU: the tiny random pipeline through `from_config`; CUDA: the full architecture, random weights."""
     config = prior_config(settings)
+    kind = MVDreamPrior if settings.prior == "mvdream" else StableDiffusionPrior
     if settings.device.type == "cuda":
-        return StableDiffusionPrior.with_random_sd21_base_weights(config, settings.device)
-    return StableDiffusionPrior.from_config(config, settings.device)
+        return kind.with_random_sd21_base_weights(config, settings.device)
+    return kind.from_config(config, settings.device)
 
 
 def build_models(settings: BenchSettings, objective_name: str) -> Models:
     prior = load_prior(settings)
-    lora_score = assemble.make_lora_score(train_config(settings, objective_name, batch=1), prior, settings.device)
+    batch = VIEWS_PER_GROUP if settings.prior == "mvdream" else 1
+    lora_score = assemble.make_lora_score(train_config(settings, objective_name, batch), prior, settings.device)
     if settings.compile:
         prior.unet.compile()  # after the LoRA is attached: compiling first would trace a UNet without it
     return Models(prior, lora_score)
@@ -226,7 +245,7 @@ def train_config(settings: BenchSettings, objective_name: str, batch: int) -> Tr
         render_size=settings.resolution,
         objective=OBJECTIVES[objective_name](),
         prior=prior_config(settings),
-        prompts=PromptConfig(debias=False),  # debiasing happens once before training; it does not touch the step
+        prompts=PromptConfig(debias=False, perp_neg=settings.perp_neg),  # debiasing runs once before training
         init=BallInit(count=settings.gaussians),
         densify=DensifyConfig(refine_every=NEVER, max_gaussians=max(settings.gaussians, DensifyConfig().max_gaussians)),
         device=settings.device.type,
@@ -306,7 +325,9 @@ def floor_pieces(bench: BenchState) -> dict[str, Callable[[], Any]]:
     device, prior, batch, size = state.device, state.prior, state.config.batch_size, state.config.render_size
     objective, lora_score = state.config.objective, state.lora_score
     generator = torch.Generator(device=device).manual_seed(0)
-    cameras = sample_cameras(state.config.cameras, batch, size, size, torch.Generator().manual_seed(0)).to(device)
+    cameras = sample_cameras(
+        state.config.cameras, batch, size, size, torch.Generator().manual_seed(0), views_per_group(prior)
+    ).to(device)
     prompts = state.text.for_cameras(cameras)  # each [B, L, D]
     images = torch.rand(
         batch, 3, size, size, device=device, generator=generator, requires_grad=True
@@ -322,8 +343,8 @@ def floor_pieces(bench: BenchState) -> dict[str, Callable[[], Any]]:
 
     pieces: dict[str, Callable[[], Any]] = {
         "unet_cfg": lambda: prior_predictions(
-            prior, objective, noise, timesteps, prompts, None
-        ),  # 2B (3B: CSD's negative term)
+            prior, objective, noise, timesteps, prompts, cameras
+        ),  # 2B (3B: CSD's negative term; +2B: Perp-Neg)
         "vae_encode_fwd_bwd": vae_encode_forward_backward,
     }
     if lora_score is not None:
@@ -451,6 +472,7 @@ def configuration_record(
         "num_gaussians": len(state.splats["means"]),
         "device": device_description(settings.device),
         "prior": settings.model,
+        "perp_neg": settings.perp_neg,
         "dtype": str(state.prior.dtype).removeprefix("torch."),
         "renderer": resolve_backend(config.render_backend, settings.device),
         "threads": torch.get_num_threads(),
@@ -510,7 +532,7 @@ def git_revision() -> dict[str, Any]:
 
 def print_table(record: dict[str, Any]) -> None:
     print(
-        f"\n{record['objective']} batch {record['batch']}, {record['resolution']}px renders, prior {record['prior']} "
+        f"\n{record['objective']} batch {record['batch']}, {record['resolution']}px renders, prior {record['prior']}{' + Perp-Neg' if record.get('perp_neg') else ''} "
         f"{record['dtype']} at {record['prior_image_size']}px, {record['num_gaussians']:,} Gaussians, {record['device']}, "
         f"{record['renderer']} renderer, torch {record['torch']}, commit {record['commit']}"
     )
@@ -591,6 +613,10 @@ def parse_args(argv: list[str] | None) -> Plan:
     parser.add_argument(
         "--viewer", action="store_true", help="run the live viewer (port 0) and time its per-step publish"
     )
+    parser.add_argument(
+        "--prior", default="sd", choices=["sd", "mvdream"], help="the prior: Stable Diffusion or MVDream (MV-SDS)"
+    )
+    parser.add_argument("--perp-neg", action="store_true", help="Perp-Neg on the SD prior (a 4B UNet batch)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument(
         "--same-process",
@@ -613,13 +639,16 @@ def parse_args(argv: list[str] | None) -> Plan:
         device=device,
         dtype=args.dtype,
         resolution=args.resolution or defaults.resolution,
-        prior_size=args.prior_size or defaults.prior_size,
+        prior_size=args.prior_size
+        or (256 if args.prior == "mvdream" and device.type == "cuda" else defaults.prior_size),
         gaussians=args.gaussians or defaults.gaussians,
         steps=args.steps or defaults.steps,
         warmup=defaults.warmup if args.warmup is None else args.warmup,
         compile=args.compile,
         channels_last=args.channels_last,
         viewer=args.viewer,
+        prior=args.prior,
+        perp_neg=args.perp_neg,
     )
     for batch in batches:  # refuse bad values (render size, batch, counts) before any model loads
         try:
@@ -660,10 +689,17 @@ def single_configuration_argv(plan: Plan, objective_name: str, batch: int) -> li
         objective_name,
         "--batch",
         str(batch),
+        "--prior",
+        settings.prior,
         "--same-process",
         "--json",
     ]
-    flags = {"--compile": settings.compile, "--channels-last": settings.channels_last, "--viewer": settings.viewer}
+    flags = {
+        "--compile": settings.compile,
+        "--channels-last": settings.channels_last,
+        "--viewer": settings.viewer,
+        "--perp-neg": settings.perp_neg,
+    }
     argv += [flag for flag, on in flags.items() if on]
     return argv + ([] if plan.threads is None else ["--threads", str(plan.threads)])
 

@@ -3,6 +3,8 @@
     splatgen train --prompt "a ceramic mug shaped like an owl"
     splatgen train --preset smoke --prompt "a red apple" --out runs/apple
     splatgen train --resume runs/apple
+    splatgen train --preset mvdream-sds --prompt "a corgi"          # the multi-view prior (MVDream)
+    splatgen train --perp-neg --prompt "a corgi"                     # Perp-Neg on the SD prior
     splatgen export runs/apple/a-red-apple.ply --out apple.splat
     splatgen export runs/apple/a-red-apple.ply --out apple.glb
     splatgen render runs/apple/a-red-apple.ply --out renders/

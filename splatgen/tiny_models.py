@@ -1,7 +1,8 @@
 """Random-weight models in the real folder layouts, and the reserved model names that build them.
 
-`--prior.model tiny-random`, `--prompts.lm tiny-random` and `splatgen eval --clip-model tiny-random`
-mean: build (once) a tiny random Stable-Diffusion-shaped pipeline / BERT masked LM / CLIP in `$SPLATGEN_TINY_MODELS` (default
+`--prior.model tiny-random`, `--prior.unet tiny-random` (MVDream), `--prompts.lm tiny-random` and
+`splatgen eval --clip-model tiny-random` mean: build (once) a tiny random Stable-Diffusion-shaped pipeline /
+multi-view UNet / BERT masked LM / CLIP in `$SPLATGEN_TINY_MODELS` (default
 `~/.cache/splatgen/tiny-models`) and load it with the same `from_pretrained` code a hub id takes.
 They make the whole pipeline runnable offline (the `smoke` preset, the tests); their output is
 noise, not an asset. `--prior.model sd21-base-random` is the same for the full-size SD 2.1-base
@@ -30,9 +31,9 @@ def is_complete_mlm_folder(folder: Path) -> bool:
 
 
 def make_tiny_models(folder: str | Path, seed: int = 0) -> dict[str, Path]:
-    """Write `folder/sd`, `folder/mlm` and `folder/clip` (each skipped when complete); returns the paths."""
+    """Write `folder/sd`, `folder/mvdream`, `folder/mlm` and `folder/clip` (each skipped when complete); returns the paths."""
     from splatgen.eval.tiny_clip import make_tiny_clip
-    from splatgen.prior.tiny import make_tiny_stable_diffusion
+    from splatgen.prior.tiny import make_tiny_mvdream_unet, make_tiny_stable_diffusion
     from splatgen.prompts.tiny_lm import make_tiny_mlm
 
     folder = Path(folder)
@@ -41,6 +42,7 @@ def make_tiny_models(folder: str | Path, seed: int = 0) -> dict[str, Path]:
         make_tiny_mlm(mlm, seed=seed)
     return {
         "sd": make_tiny_stable_diffusion(folder / "sd", seed=seed),
+        "mvdream": make_tiny_mvdream_unet(folder / "mvdream", seed=seed),
         "mlm": mlm,
         "clip": make_tiny_clip(folder / "clip", seed=seed),
     }
@@ -66,6 +68,11 @@ def resolve_sd_model(model: str, console: Console | None = None) -> str:
             console.print(f"building the random-weight SD 2.1-base architecture in {folder} (once, ~2.6 GB)")
         return str(make_random_sd21_base(folder))
     return _resolve(model, "sd", console)
+
+
+def resolve_mvdream_unet(model: str, console: Console | None = None) -> str:
+    """`tiny-random` -> the tiny multi-view UNet folder (LDM names, fits the tiny SD folder); else unchanged."""
+    return _resolve(model, "mvdream", console)
 
 
 def resolve_lm(lm: str, console: Console | None = None) -> str:

@@ -165,3 +165,35 @@ def test_cuda_run_on_the_sd21_architecture(bench, capsys):
     assert record["prior"] == "sd21-base-random" and record["renderer"] == "gsplat" and record["resolution"] == 512
     assert positive_and_finite(record["ms_per_step"]) and positive_and_finite(record["floor_ms"])
     assert record["peak_mem_kind"] == "cuda_max_memory_allocated" and "syncs_per_step" in record
+
+
+@pytest.mark.parametrize("prior, perp_neg", [("mvdream", False), ("sd", True)], ids=["mvdream", "perp-neg"])
+def test_the_step_and_floor_with_view_groups_and_perp_neg(bench, tiny_models, one_thread, prior, perp_neg):
+    """`--prior mvdream` / `--perp-neg`: the timed step runs the product's step, the floor's UNet batch is the step's."""
+    settings = bench.BenchSettings(
+        device=torch.device("cpu"),
+        dtype="auto",
+        resolution=32,
+        prior_size=32,
+        gaussians=50,
+        steps=1,
+        warmup=0,
+        compile=False,
+        channels_last=False,
+        viewer=False,
+        prior=prior,
+        perp_neg=perp_neg,
+    )
+    models = bench.build_models(settings, "dsds")
+    assert bench.views_per_group(models.prior) == (4 if prior == "mvdream" else 1)
+    state = bench.build_bench_state(settings, models, bench.train_config(settings, "dsds", batch=4), REPO)
+    batches: list[int] = []
+    original = models.prior.predict_noise
+    models.prior.predict_noise = lambda noisy, *args, **kwargs: (
+        batches.append(noisy.shape[0]) or original(noisy, *args, **kwargs)
+    )
+    state.reset()
+    bench.training_step(state, bench.no_region)
+    bench.floor_pieces(state)["unet_cfg"]()
+    expected = 16 if perp_neg else 8  # [view, negative] (+ Perp-Neg's two negatives) x 4 views
+    assert batches == [expected, expected] and state.train.step == bench.BENCH_STEP + 1

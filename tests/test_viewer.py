@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -572,3 +573,18 @@ def test_live_viewer_of_a_real_tiny_training_run_draws_splats(tmp_path, tiny_mod
         lambda: train(config, console=Console(quiet=True)), f"http://127.0.0.1:{port}", tmp_path
     )
     assert result.steps_completed == 250
+
+
+def test_view_groups_of_a_multi_view_prior_get_one_colour_each(viewer: LiveViewer) -> None:
+    from splatgen.scene.cameras import OrbitSampler, sample_cameras
+    from splatgen.viewer.layers import GROUP_COLORS
+
+    cameras = sample_cameras(OrbitSampler(), 8, 64, 64, torch.Generator().manual_seed(0), views_per_group=4)
+    snapshot = replace(snapshot_of(as_splats(marker_ball(count=50)), cameras=cameras), views_per_group=4)
+    viewer.publish(lambda: snapshot)
+    assert viewer.flush()
+    colors = [tuple(handle.color) for handle in viewer._frustum_layer._handles]
+    assert colors == [GROUP_COLORS[0]] * 4 + [GROUP_COLORS[1]] * 4
+    viewer.publish(lambda: replace(snapshot, step=6, views_per_group=1))  # handles are reused, recoloured
+    assert viewer.flush()
+    assert {tuple(handle.color) for handle in viewer._frustum_layer._handles} == {FRUSTUM_COLOR}

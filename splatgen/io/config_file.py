@@ -8,8 +8,9 @@ A union-typed field is stored with a `type` key naming the chosen class, e.g.
       truncation_start: 2.0
 
 The names are the ones the CLI uses for subcommands (`objective:dsds`), taken from each class's
-`config_name` class attribute or else its lowercased class name. Unknown keys are refused with a
-message naming them, so a typo in a preset never silently does nothing.
+`config_name` class attribute or else its lowercased class name. Without a `type` key the field
+keeps the kind of its default (so `prior: {image_size: 64}` tunes the default prior). Unknown keys
+are refused with a message naming them, so a typo in a preset never silently does nothing.
 """
 
 from __future__ import annotations
@@ -84,15 +85,29 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
         raise ConfigError(
             f"unknown config field(s) {', '.join(_join(where, key) for key in unknown)}; known: {', '.join(known)}"
         )
-    kwargs = {name: _convert(hints[name], value, _join(where, name)) for name, value in data.items()}
+    kwargs = {
+        name: _convert(hints[name], value, _join(where, name), _default_kind(known[name]))
+        for name, value in data.items()
+    }
     return cls(**kwargs)
+
+
+def _default_kind(field: dataclasses.Field) -> type | None:
+    """The class of a field's default value, when it is a dataclass (a union field's default kind)."""
+    if field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    elif field.default is not dataclasses.MISSING:
+        default = field.default
+    else:
+        return None
+    return type(default) if dataclasses.is_dataclass(default) else None
 
 
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:
+def _convert(tp: Any, value: Any, where: str, default_kind: type | None = None) -> Any:
     tp = _strip_annotated(tp)
     members = _union_members(tp)
     if members is not None:
@@ -100,6 +115,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             return None
         dataclass_members = [m for m in members if dataclasses.is_dataclass(m)]
         if len(dataclass_members) > 1:
+            if isinstance(value, dict) and "type" not in value and default_kind in dataclass_members:
+                return from_dict(default_kind, value, where)
             if not isinstance(value, dict) or "type" not in value:
                 names = ", ".join(config_name(m) for m in dataclass_members)
                 raise ConfigError(f"{where} needs a 'type' key, one of: {names}")

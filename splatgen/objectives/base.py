@@ -33,6 +33,7 @@ class ScoreInputs:
     eps_lora_camera: torch.Tensor | None = None  # eps_phi(x_t, t, y, c): LoRA score with the camera
     eps_lora_no_camera: torch.Tensor | None = None  # eps_phi(x_t, t, y, none): LoRA score, camera dropped
     eps_negative: torch.Tensor | None = None  # eps_neg: a separate negative prompt, for CSD's optional term
+    views_per_group: int = 1  # views a multi-view prior denoised jointly (contiguous groups; MVDream: 4)
 
 
 def timestep_weights(weighting: Weighting, timesteps: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:

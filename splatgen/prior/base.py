@@ -2,17 +2,21 @@
 builds CFG batches).
 
 A prior maps renders to latents and predicts the noise in noisy latents. Implementations:
-Stable Diffusion through diffusers (`stable_diffusion.py`), an oracle that knows the target
-asset (`oracle.py`, for exact reconstruction tests), and analytic Gaussian mixtures (the 2D toy,
+Stable Diffusion through diffusers (`stable_diffusion.py`), the MVDream multi-view prior
+(`mvdream.py`, Shi et al. 2023, arXiv 2308.16512), an oracle that knows the target asset
+(`oracle.py`, for exact reconstruction tests), and analytic Gaussian mixtures (the 2D toy,
 `scripts/toy2d.py`).
 
-Adding a prior (e.g. a multi-view one such as MVDream, Shi et al. 2023, arXiv 2308.16512): a class
-with the four members of `DiffusionPrior`, built by `train.assemble.load_prior`. The step never
-looks past the protocol: it calls `encode_images` on the renders, `embed_prompts` once per run,
-and `predict_noise` through `batched_noise_predictions`, which passes the cameras of every latent,
-so a prior that conditions on cameras (or denoises views jointly) gets them. Batches keep the
-step's camera order: CFG copies are whole batches, concatenated (`[view batch] * K`), so groups of
-consecutive views stay together inside each copy.
+Adding a prior: a class with the four members of `DiffusionPrior`, built by
+`train.assemble.load_prior`. The step never looks past the protocol: it calls `encode_images` on
+the renders, `embed_prompts` once per run, and `predict_noise` through `batched_noise_predictions`,
+which passes the cameras of every latent, so a prior that conditions on cameras gets them.
+Batches keep the step's camera order: CFG copies are whole batches, concatenated
+(`[view batch] * K`), so groups of consecutive views stay together inside each copy.
+
+A multi-view prior denoises groups of views jointly: it declares `views_per_group` (MVDream: 4),
+and the step then samples whole groups (each group's views contiguous, one timestep per group).
+A prior without the attribute denoises single views (`views_per_group(prior) == 1`).
 """
 
 from __future__ import annotations
@@ -63,6 +67,11 @@ def add_noise(
     return abar.sqrt() * clean + (1.0 - abar).sqrt() * noise
 
 
+def views_per_group(prior: DiffusionPrior) -> int:
+    """How many views the prior denoises jointly (1 unless it declares `views_per_group`)."""
+    return int(getattr(prior, "views_per_group", 1))
+
+
 def batched_noise_predictions(
     prior: DiffusionPrior,
     noisy_latents: torch.Tensor,  # [B, c, h, w]
@@ -70,7 +79,10 @@ def batched_noise_predictions(
     embeddings: Sequence[torch.Tensor],  # K x [B, L, D], one per condition
     cameras: CameraBatch | None = None,
 ) -> list[torch.Tensor]:
-    """K noise predictions, each [B, c, h, w], from ONE batched call of K*B (the CFG batch)."""
+    """K noise predictions, each [B, c, h, w], from ONE batched call of K*B (the CFG batch).
+
+    The K copies are stacked condition-major, so a multi-view prior's groups stay contiguous.
+    """
     batch, copies = noisy_latents.shape[0], len(embeddings)
     repeated_cameras = None
     if cameras is not None:

@@ -97,8 +97,11 @@ def looks_like_hub_id(model: str) -> bool:
     return bool(HUB_ID.match(model)) and not model.startswith((".", "~"))
 
 
-def check_local_folder(model: str) -> Path:
-    """Raise `ModelUnavailable` unless `model` is a folder with every component in safetensors."""
+def check_local_folder(model: str, unet_weights: bool = True) -> Path:
+    """Raise `ModelUnavailable` unless `model` is a folder with every component in safetensors.
+
+    `unet_weights=False`: the UNet's config is needed but not its weights (the multi-view prior's own).
+    """
     folder = Path(model).expanduser()
     if not folder.is_dir():
         kind = "is a file, not a folder" if folder.exists() else "does not exist"
@@ -109,6 +112,8 @@ def check_local_folder(model: str) -> Path:
                 model, f"the folder has no {component}/{config_name} (is it a diffusers Stable Diffusion folder?)"
             )
     for component, accepted in WEIGHTED_COMPONENTS.items():
+        if component == "unet" and not unet_weights:
+            continue
         if not any((folder / component / name).is_file() for name in accepted):
             pickled = sorted(path.name for path in (folder / component).glob("*.bin"))
             variants = sorted(path.name for path in (folder / component).glob("*.safetensors"))
@@ -154,28 +159,44 @@ def hub_failure_reason(model: str, component: str, error: BaseException) -> str:
     return f"reading {component}/ failed: {' '.join(str(error).split())[:300]}"
 
 
-def load_component(model: str, component: str, load: Callable[[], Component]) -> Component:
-    """Run one `from_pretrained` call, translating its failures into `ModelUnavailable`."""
+def load_component(
+    model: str,
+    component: str,
+    load: Callable[[], Component],
+    error: Callable[[str, str], ModelUnavailable] = unavailable,
+) -> Component:
+    """Run one hub / `from_pretrained` call, translating its failures into `error(model, reason)`."""
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The `local_dir_use_symlinks` argument is deprecated")
             return load()
     except ModelUnavailable:
         raise
-    except (OSError, ValueError, EntryNotFoundError) as error:  # hub errors are OSError; id validation is ValueError
-        reason = hub_failure_reason(model, component, error)
-        raise unavailable(model, f"{reason}; no local folder of that name exists either") from error
+    except (OSError, ValueError, EntryNotFoundError) as failure:  # hub errors are OSError; id validation is ValueError
+        reason = hub_failure_reason(model, component, failure)
+        raise error(model, f"{reason}; no local folder of that name exists either") from failure
 
 
-def load_stable_diffusion(model: str, revision: str | None, dtype: torch.dtype) -> StableDiffusionComponents:
-    """Load the five components from a hub id or a local folder (UNet first: the most telling failure)."""
+def load_stable_diffusion(
+    model: str,
+    revision: str | None,
+    dtype: torch.dtype,
+    load_unet: Callable[[str], UNet2DConditionModel] | None = None,
+) -> StableDiffusionComponents:
+    """Load the five components from a hub id or a local folder (UNet first: the most telling failure).
+
+    `load_unet(model)` replaces the UNet's `from_pretrained` (the multi-view prior builds its own).
+    """
     if Path(model).expanduser().exists() or not looks_like_hub_id(model):
-        check_local_folder(model)
+        check_local_folder(model, unet_weights=load_unet is None)
         model = str(Path(model).expanduser())
     weights = dict(revision=revision, use_safetensors=True, dtype=dtype)
-    unet = load_component(
-        model, "unet", lambda: UNet2DConditionModel.from_pretrained(model, subfolder="unet", **weights)
-    )
+    if load_unet is None:
+        unet = load_component(
+            model, "unet", lambda: UNet2DConditionModel.from_pretrained(model, subfolder="unet", **weights)
+        )
+    else:
+        unet = load_component(model, "unet", lambda: load_unet(model))
     vae = load_component(model, "vae", lambda: AutoencoderKL.from_pretrained(model, subfolder="vae", **weights))
     text_encoder = load_component(
         model, "text_encoder", lambda: CLIPTextModel.from_pretrained(model, subfolder="text_encoder", **weights)
@@ -207,12 +228,14 @@ def random_sd21_base_components(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    unet_config: dict | None = None,
 ) -> StableDiffusionComponents:
     """Full-size SD 2.1-base UNet (866M params), VAE (84M) and text encoder (340M) with random weights.
 
     Built from `assets/sd21_base/` (no download) for speed benchmarks. The tokenizer is the tiny
     byte-level CLIP tokenizer (its ids fit the real 49408-token vocabulary); the scheduler is DDPM
     with SD's noise schedule. `device="meta"` builds the shapes without allocating weights.
+    `unet_config` entries go on top of the UNet's config (the multi-view prior's camera embedding).
     """
     from splatgen.prior.tiny import tiny_clip_tokenizer
 
@@ -222,7 +245,7 @@ def random_sd21_base_components(
     text_config.pop("architectures", None)
     with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
-        unet = UNet2DConditionModel.from_config(read_sd21_base_config("unet"))
+        unet = UNet2DConditionModel.from_config({**read_sd21_base_config("unet"), **(unet_config or {})})
         vae = AutoencoderKL.from_config(read_sd21_base_config("vae"))
         text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
     scheduler = DDPMScheduler.from_config(read_sd21_base_config("scheduler"))

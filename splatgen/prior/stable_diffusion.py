@@ -18,7 +18,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,8 @@ TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bflo
 @dataclass
 class StableDiffusionConfig:
     """The Stable Diffusion prior (SD 2.1-base by default)."""
+
+    config_name: ClassVar[str] = "sd"
 
     model: str = DEFAULT_MODEL
     """Hub id or local folder (diffusers layout) shared by the tokenizer, text encoder, VAE, UNet and scheduler.
@@ -97,6 +99,8 @@ def use_lora_weights(unet: UNet2DConditionModel) -> None:
 
 class StableDiffusionPrior:
     """Stable Diffusion behind the `DiffusionPrior` protocol: frozen weights, eval mode, cached prompts."""
+
+    views_per_group: ClassVar[int] = 1  # denoises each view on its own
 
     def __init__(
         self, components: StableDiffusionComponents, config: StableDiffusionConfig, device: torch.device | str

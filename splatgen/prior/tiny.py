@@ -143,9 +143,10 @@ def tiny_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
     return CLIPTextModel(config)
 
 
-def tiny_unet() -> UNet2DConditionModel:
-    """Two resolution levels (SD 2.1: four), linear transformer projections as in SD 2.x."""
+def tiny_unet(**extra) -> UNet2DConditionModel:
+    """Two resolution levels (SD 2.1: four), linear transformer projections as in SD 2.x; `extra` config on top."""
     return UNet2DConditionModel(
+        **extra,
         sample_size=8,
         in_channels=4,
         out_channels=4,
@@ -275,3 +276,36 @@ def fill_random(module: torch.nn.Module, pool: torch.Tensor, generator: torch.Ge
                 count = parameter.numel()
                 offset = int(torch.randint(0, pool.numel() - count + 1, (1,), generator=generator))
                 parameter.copy_(pool[offset : offset + count].view_as(parameter) * bound)
+
+
+TINY_MVDREAM_WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
+
+
+def make_tiny_mvdream_unet(folder: str | os.PathLike, seed: int = 0) -> Path:
+    """Write a tiny random multi-view UNet as MVDream ships it: LDM parameter names, safetensors.
+
+    The architecture is `tiny_unet()` (the tiny SD folder's UNet) plus MVDream's camera embedding
+    (16 -> time-embedding width), so `--prior.model` = the tiny SD folder and `--prior.unet` = this
+    folder run the real conversion path (`splatgen.prior.multiview.ldm_to_diffusers_unet`).
+    Skipped when the file exists; written atomically. Returns the folder.
+    """
+    from safetensors.torch import save_file
+
+    from splatgen.prior.multiview import CAMERA_CONDITION_SIZE, diffusers_to_ldm_unet
+
+    folder = Path(folder)
+    target = folder / TINY_MVDREAM_WEIGHTS
+    if target.is_file():
+        return folder
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = tiny_unet(class_embed_type="projection", projection_class_embeddings_input_dim=CAMERA_CONDITION_SIZE)
+    ldm_state = diffusers_to_ldm_unet(unet.state_dict(), unet.config)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    save_file({key: value.contiguous() for key, value in ldm_state.items()}, staging)
+    os.replace(staging, target)
+    (folder / "splatgen_tiny.json").write_text(
+        json.dumps({"seed": seed, "kind": "tiny random MVDream UNet, LDM names"}) + "\n"
+    )
+    return folder

@@ -4,6 +4,7 @@
 - `masked_lm.py`: P(view | prompt) from a masked LM through a probe sentence.
 - `debias.py`: per-word PMI, per-view word removal, `run_debias`, the `debias` command's output.
 - `ranges.py`: the azimuth-range adjustment rule.
+- `perp_neg.py`: Perp-Neg, the other view prompts as perpendicular negatives (per-camera plan, guidance).
 - `tiny_lm.py`: a tiny random masked LM saved like a hub model, for tests.
 See `docs/prompt-debiasing.md`.
 """
@@ -19,6 +20,7 @@ from splatgen.prompts.debias import (
     run_debias,
 )
 from splatgen.prompts.masked_lm import LanguageModelUnavailableError, MaskedLMViewScorer, ViewScorer
+from splatgen.prompts.perp_neg import PerpNegPlan, PerpNegWeights, perp_neg_conditional, perp_neg_plan
 from splatgen.prompts.ranges import RangeRule, adjust_azimuth_ranges
 from splatgen.prompts.views import (
     PREFIX_TEMPLATE,
@@ -41,6 +43,8 @@ __all__ = [
     "LanguageModelUnavailableError",
     "MaskedLMViewScorer",
     "PREFIX_TEMPLATE",
+    "PerpNegPlan",
+    "PerpNegWeights",
     "PromptConfig",
     "PromptError",
     "RangeRule",
@@ -52,6 +56,8 @@ __all__ = [
     "adjust_azimuth_ranges",
     "assign_views",
     "build_view_prompts",
+    "perp_neg_conditional",
+    "perp_neg_plan",
     "plain_view_prompts",
     "print_debias_table",
     "prompt_words",

@@ -28,6 +28,7 @@ from splatgen.prompts.masked_lm import (
     ViewScorer,
     validate_probe_template,
 )
+from splatgen.prompts.perp_neg import PerpNegWeights
 from splatgen.prompts.ranges import RangeRule, adjust_azimuth_ranges
 from splatgen.prompts.views import (
     SUFFIX_TEMPLATE,
@@ -246,6 +247,15 @@ class PromptConfig(DebiasConfig):
     """Run the LM prompt-debiasing stage; --no-debias uses the plain templates and ranges and loads no LM."""
     interpolate_views: bool = False
     """Blend the text embeddings of neighbouring view prompts by azimuth instead of picking one per camera."""
+    perp_neg: Annotated[bool, tyro.conf.arg(aliases=("--perp-neg",))] = False
+    """Perp-Neg (Armandpour et al. 2023): the other view prompts as negatives, perpendicular to the positive
+    (threestudio's rule; positives blend neighbouring views by azimuth). Two more UNet conditions per view."""
+    perp_neg_weights: PerpNegWeights = field(default_factory=PerpNegWeights)
+    """Perp-Neg's negative weights f(r) = a exp(-b r) + c per region (threestudio's defaults)."""
+
+    def validate(self) -> None:
+        super().validate()
+        self.perp_neg_weights.validate()
 
 
 def build_view_prompts(

@@ -38,6 +38,9 @@ class OrbitSampler:
     """Spread a batch's azimuths evenly over the range (one random offset per view's stratum)."""
     jitter: float = 0.0
     """Std of Gaussian noise on camera position and look-at target, world units (0 = off)."""
+    distance_relative_to_fovy: bool = False
+    """distance_range holds d, the half-height of the view at the origin, and the camera stands at d / tan(fovy / 2)
+    (threestudio's relative radius: the object fills the frame alike at every field of view)."""
 
     def validate(self) -> None:
         def check(name: str, lo: float, hi: float, low: float, high: float) -> None:
@@ -170,23 +173,44 @@ def _uniform(lo: float, hi: float, n: int, generator: torch.Generator) -> torch.
 
 
 def sample_cameras(
-    sampler: OrbitSampler, batch_size: int, width: int, height: int, generator: torch.Generator
+    sampler: OrbitSampler,
+    batch_size: int,
+    width: int,
+    height: int,
+    generator: torch.Generator,
+    views_per_group: int = 1,
 ) -> CameraBatch:
-    """Draw `batch_size` random orbit cameras; reproducible for a given generator state."""
-    lo, hi = sampler.azimuth_range
-    if sampler.stratified_azimuth:
+    """Draw `batch_size` random orbit cameras; reproducible for a given generator state.
+
+    With `views_per_group` V > 1 (a multi-view prior) the batch is G = batch_size / V groups of V
+    contiguous views: one elevation, distance and field of view per group, azimuths
+    offset + {0, 360/V, ...} (MVDream's 4 views 90 degrees apart; threestudio `random_multiview.py`),
+    the group offsets stratified over one 360/V sector and the azimuth range ignored.
+    """
+    if batch_size % views_per_group != 0:
+        raise ValueError(f"a batch of {batch_size} views is not made of whole groups of {views_per_group}")
+    draws = batch_size // views_per_group  # independent draws: views, or groups of views
+    if views_per_group > 1:
+        sector = 360.0 / views_per_group
+        group_offsets = (torch.arange(draws) + torch.rand(draws, generator=generator)) / draws * sector - 180.0  # [G]
+        azimuth = (group_offsets[:, None] + sector * torch.arange(views_per_group)).reshape(-1)  # [G * V]
+    elif sampler.stratified_azimuth:
+        lo, hi = sampler.azimuth_range
         strata = (torch.arange(batch_size) + torch.rand(batch_size, generator=generator)) / batch_size
         azimuth = lo + (hi - lo) * strata
     else:
-        azimuth = _uniform(lo, hi, batch_size, generator)
+        azimuth = _uniform(*sampler.azimuth_range, batch_size, generator)
     el_lo, el_hi = sampler.elevation_range
     if sampler.elevation_sampling == "sphere":
         sin_lo, sin_hi = math.sin(math.radians(el_lo)), math.sin(math.radians(el_hi))
-        elevation = torch.rad2deg(torch.asin(_uniform(sin_lo, sin_hi, batch_size, generator)))
+        elevation = torch.rad2deg(torch.asin(_uniform(sin_lo, sin_hi, draws, generator)))
     else:
-        elevation = _uniform(el_lo, el_hi, batch_size, generator)
-    distance = _uniform(*sampler.distance_range, batch_size, generator)
-    fovy = _uniform(*sampler.fovy_range, batch_size, generator)
+        elevation = _uniform(el_lo, el_hi, draws, generator)
+    distance = _uniform(*sampler.distance_range, draws, generator)
+    fovy = _uniform(*sampler.fovy_range, draws, generator)
+    if sampler.distance_relative_to_fovy:
+        distance = distance / torch.tan(0.5 * torch.deg2rad(fovy))
+    elevation, distance, fovy = (value.repeat_interleave(views_per_group) for value in (elevation, distance, fovy))
     targets = offsets = None
     if sampler.jitter > 0:
         offsets = sampler.jitter * torch.randn(batch_size, 3, generator=generator)

@@ -18,11 +18,12 @@ from splatgen.io.config_file import dump_yaml
 from splatgen.io.ply import NonFiniteDropped
 from splatgen.io.run_folder import RunFolder, slugify
 from splatgen.prior.base import DiffusionPrior
+from splatgen.prior.mvdream import MVDreamConfig
 from splatgen.prompts import ViewPrompts, build_view_prompts
 from splatgen.scene.densify import Densifier
 from splatgen.scene.gaussians import Gaussians
 from splatgen.scene.init import initial_gaussians
-from splatgen.tiny_models import resolve_lm, resolve_sd_model
+from splatgen.tiny_models import resolve_lm, resolve_mvdream_unet, resolve_sd_model
 from splatgen.train.config import TrainConfig
 from splatgen.train.optim import make_optimizers
 from splatgen.train.step import TextConditions, TrainState
@@ -79,14 +80,25 @@ def load_prior(config: TrainConfig, device: torch.device, console: Console) -> D
 
     quiet_library_progress_bars()
     prior_config = replace(config.prior, model=resolve_sd_model(config.prior.model, console))
+    if isinstance(prior_config, MVDreamConfig):
+        from splatgen.prior.mvdream import MVDreamPrior
+
+        prior_config = replace(prior_config, unet=resolve_mvdream_unet(prior_config.unet, console))
+        console.print(
+            f"loading MVDream's UNet from {prior_config.unet}, SD 2.1-base's parts from {prior_config.model} ..."
+        )
+        return MVDreamPrior.from_config(prior_config, device)
     console.print(f"loading Stable Diffusion from {prior_config.model} ...")
     return StableDiffusionPrior.from_config(prior_config, device)
 
 
 def prepare_view_prompts(config: TrainConfig, console: Console) -> ViewPrompts:
-    """The per-view prompts (LM-debiased unless --no-debias)."""
+    """The per-view prompts (LM-debiased unless --no-debias; plain and unused with the multi-view prior)."""
     prompt_config = config.prompts
     quiet_library_progress_bars()
+    if isinstance(config.prior, MVDreamConfig):
+        console.print("multi-view prior: the plain prompt conditions every view (no view prompts, no LM debiasing)")
+        return build_view_prompts(config.prompt, replace(prompt_config, debias=False))
     if prompt_config.debias:
         prompt_config = replace(prompt_config, lm=resolve_lm(prompt_config.lm, console))
     view_prompts = build_view_prompts(config.prompt, prompt_config)

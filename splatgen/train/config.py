@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union
+
+import tyro
 
 from splatgen.export.options import MeshOptions
 from splatgen.objectives import DSDS, ObjectiveChoice
+from splatgen.prior.multiview import VIEWS_PER_GROUP
+from splatgen.prior.mvdream import MVDreamConfig
 from splatgen.prior.stable_diffusion import StableDiffusionConfig
 from splatgen.prompts import PromptConfig
 from splatgen.render import Backend, BackgroundKind
@@ -22,6 +26,12 @@ from splatgen.scene.gaussians import MAX_SH_DEGREE
 from splatgen.scene.init import BallInit, Init
 from splatgen.train.optim import OptimConfig
 from splatgen.viewer import ViewerConfig
+
+PriorConfig = Union[
+    Annotated[StableDiffusionConfig, tyro.conf.subcommand("sd")],
+    Annotated[MVDreamConfig, tyro.conf.subcommand("mvdream")],
+]
+"""The diffusion prior, chosen by type: prior:sd (Stable Diffusion, default) | prior:mvdream (4-view MVDream)."""
 
 
 @dataclass
@@ -56,8 +66,8 @@ class TrainConfig:
     """Render background: black, white, or a random colour per view (discourages background-coloured floaters)."""
     objective: ObjectiveChoice = field(default_factory=DSDS)
     """The distillation objective."""
-    prior: StableDiffusionConfig = field(default_factory=StableDiffusionConfig)
-    """The Stable Diffusion prior."""
+    prior: PriorConfig = field(default_factory=StableDiffusionConfig)
+    """The diffusion prior: prior:sd (Stable Diffusion 2.1-base) or prior:mvdream (multi-view, against Janus)."""
     prompts: PromptConfig = field(default_factory=PromptConfig)
     """View prompts and LM prompt debiasing."""
     init: Init = field(default_factory=BallInit)
@@ -132,3 +142,25 @@ class TrainConfig:
                 validate()
         if isinstance(self.init, BallInit):
             self.init.validate()
+        self.validate_prior_pairing()
+
+    def validate_prior_pairing(self) -> None:
+        """Refuse combinations the prior cannot serve (multi-view groups, LoRA objectives, Perp-Neg)."""
+        objective = type(self.objective).__name__.lower()
+        if isinstance(self.prior, MVDreamConfig):
+            if self.batch_size % VIEWS_PER_GROUP != 0:
+                raise ValueError(
+                    f"--batch-size counts views and must be a multiple of {VIEWS_PER_GROUP} with prior:mvdream "
+                    f"(it denoises groups of {VIEWS_PER_GROUP} views), got {self.batch_size}"
+                )
+            if getattr(self.objective, "uses_lora", False):
+                raise ValueError(
+                    f"objective:{objective} trains a LoRA of a single-view UNet; with prior:mvdream use sds, dsds, csd or ssd"
+                )
+            if self.prompts.perp_neg:
+                raise ValueError(
+                    "--perp-neg works on view prompts, which prior:mvdream does not use (its cameras say the view); "
+                    "use it with prior:sd"
+                )
+        if self.prompts.perp_neg and getattr(self.objective, "uses_lora", False):
+            raise ValueError(f"--perp-neg works with sds, dsds, csd and ssd, not objective:{objective}")

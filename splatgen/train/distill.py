@@ -19,7 +19,8 @@ import torch
 
 from splatgen.objectives.base import Objective, ScoreInputs, reparameterised_loss
 from splatgen.objectives.schedules import sample_timesteps, timestep_range
-from splatgen.prior.base import DiffusionPrior, add_noise, batched_noise_predictions
+from splatgen.prior.base import DiffusionPrior, add_noise, batched_noise_predictions, views_per_group
+from splatgen.prompts.perp_neg import perp_neg_conditional
 from splatgen.scene.cameras import CameraBatch
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class PromptEmbeddings:
     negative: torch.Tensor  # the negative prompt (eps_0 of CFG; "" by default)
     empty: torch.Tensor  # the empty prompt (CSD's null branch when its negative term is on)
     plain: torch.Tensor  # the prompt without a view suffix (the VSD/ESD LoRA's condition, as in threestudio)
+    perp_negatives: torch.Tensor | None = None  # [B, 2, L, D] Perp-Neg's negative view prompts (None: off)
+    perp_weights: torch.Tensor | None = None  # [B, 2] their weights w_i
 
 
 @dataclass
@@ -91,15 +94,19 @@ def prior_predictions(
     """(eps_y, eps_0, eps_negative or None) from one batched UNet call.
 
     CSD's negative term needs the empty prompt as eps_0 and the negative prompt separately (3B);
-    every other objective takes the negative prompt as eps_0 (2B).
+    every other objective takes the negative prompt as eps_0 (2B). Perp-Neg adds its two negative
+    view prompts to the same call (+2B) and returns its conditional prediction as eps_y.
     """
-    if objective.negative_weight > 0.0:
-        eps_cond, eps_uncond, eps_negative = batched_noise_predictions(
-            prior, noisy, timesteps, [text.view, text.empty, text.negative], cameras
-        )
-        return eps_cond, eps_uncond, eps_negative
-    eps_cond, eps_uncond = batched_noise_predictions(prior, noisy, timesteps, [text.view, text.negative], cameras)
-    return eps_cond, eps_uncond, None
+    separate_negative = objective.negative_weight > 0.0
+    conditions = [text.view, text.empty, text.negative] if separate_negative else [text.view, text.negative]
+    if text.perp_negatives is not None:
+        conditions += list(text.perp_negatives.unbind(1))
+    eps = batched_noise_predictions(prior, noisy, timesteps, conditions, cameras)
+    eps_cond, eps_uncond = eps[0], eps[1]
+    eps_negative = eps[2] if separate_negative else None
+    if text.perp_negatives is not None:
+        eps_cond = perp_neg_conditional(eps_cond, eps_uncond, eps[len(eps) - 2 :], text.perp_weights)
+    return eps_cond, eps_uncond, eps_negative
 
 
 def distillation_step(
@@ -115,10 +122,11 @@ def distillation_step(
 ) -> DistillationResult:
     """Regions: noise, unet_cfg, unet_lora (LoRA objectives), objective."""
     with region("noise"):
-        batch = latents.shape[0]
+        batch, group = latents.shape[0], views_per_group(prior)
         alphas_cumprod = prior.alphas_cumprod
         num_timesteps = alphas_cumprod.shape[0]
-        timesteps = sample_timesteps(objective.timesteps, progress, batch, num_timesteps, generator).to(latents.device)
+        timesteps = sample_timesteps(objective.timesteps, progress, batch // group, num_timesteps, generator)
+        timesteps = timesteps.repeat_interleave(group).to(latents.device)  # one t per group of jointly denoised views
         noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
         clean = latents.detach()
         noisy = add_noise(clean, noise, timesteps, alphas_cumprod)  # x_t [B, c, h, w]
@@ -143,6 +151,7 @@ def distillation_step(
             eps_lora_camera=eps_lora_camera,
             eps_lora_no_camera=eps_lora_no_camera,
             eps_negative=None if eps_negative is None else eps_negative.to(clean.dtype),
+            views_per_group=group,
         )
         gradient = objective.gradient(inputs)  # non-finite values are caught by the trainer, which skips the step
         loss = reparameterised_loss(latents, gradient)

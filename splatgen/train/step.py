@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from splatgen.prior.base import DiffusionPrior
-from splatgen.prompts import ViewPrompts, assign_views, view_interpolation_weights
+from splatgen.prior.base import DiffusionPrior, views_per_group
+from splatgen.prompts import PerpNegWeights, ViewPrompts, assign_views, perp_neg_plan, view_interpolation_weights
 from splatgen.render import make_backgrounds, rasterize
 from splatgen.scene.cameras import CameraBatch, sample_cameras
 from splatgen.scene.densify import Densifier, DensifyThresholds, RefineReport, densify_thresholds
@@ -44,6 +44,8 @@ class TextConditions:
     view_embeddings: torch.Tensor  # [4, L, D] in VIEW_NAMES order
     other_embeddings: torch.Tensor  # [3, L, D]: negative prompt, empty prompt, plain prompt
     interpolate: bool
+    multi_view: bool = False  # the prior sees every view with the plain prompt (MVDream)
+    perp_neg: PerpNegWeights | None = None  # Perp-Neg's weights when it is on
 
     @staticmethod
     def build(prior: DiffusionPrior, view_prompts: ViewPrompts, config: TrainConfig) -> TextConditions:
@@ -51,11 +53,28 @@ class TextConditions:
         embeddings = prior.embed_prompts(
             [*view_prompts.in_view_order(), negative, "", view_prompts.prompt]
         )  # [7, L, D]
-        return TextConditions(view_prompts, embeddings[:4], embeddings[4:], config.prompts.interpolate_views)
+        return TextConditions(
+            view_prompts,
+            embeddings[:4],
+            embeddings[4:],
+            config.prompts.interpolate_views,
+            multi_view=views_per_group(prior) > 1,
+            perp_neg=config.prompts.perp_neg_weights if config.prompts.perp_neg else None,
+        )
 
     def for_cameras(self, cameras: CameraBatch) -> PromptEmbeddings:
-        """The prompt embeddings of a camera batch, each [B, L, D]."""
+        """The prompt embeddings of a camera batch, each [B, L, D] (Perp-Neg's negatives [B, 2, L, D])."""
         azimuth, elevation = cameras.azimuth_deg, cameras.elevation_deg  # on the cameras' device: no host sync
+        negative, empty, plain = (
+            embedding.expand(len(cameras), -1, -1) for embedding in self.other_embeddings[:, None]
+        )
+        if self.multi_view:
+            return PromptEmbeddings(view=plain, negative=negative, empty=empty, plain=plain)
+        if self.perp_neg is not None:
+            plan = perp_neg_plan(azimuth, elevation, self.view_prompts, self.perp_neg)
+            view = torch.einsum("bv,vld->bld", plan.positive_mix.to(self.view_embeddings), self.view_embeddings)
+            negatives = self.view_embeddings[plan.negative_views.to(self.view_embeddings.device)]  # [B, 2, L, D]
+            return PromptEmbeddings(view, negative, empty, plain, negatives, plan.negative_weights)
         if self.interpolate:
             weights = view_interpolation_weights(azimuth, elevation, self.view_prompts).to(self.view_embeddings)
             view = torch.einsum("bv,vld->bld", weights, self.view_embeddings)
@@ -63,9 +82,6 @@ class TextConditions:
             view = self.view_embeddings[
                 assign_views(azimuth, elevation, self.view_prompts).to(self.view_embeddings.device)
             ]
-        negative, empty, plain = (
-            embedding.expand(len(cameras), -1, -1) for embedding in self.other_embeddings[:, None]
-        )
         return PromptEmbeddings(view=view, negative=negative, empty=empty, plain=plain)
 
 
@@ -171,7 +187,8 @@ def train_step(state: TrainState, region: Region = no_region) -> StepResult:
     # 1. cameras and backgrounds
     with region("cameras"):
         size = config.render_size_at(progress)
-        cameras = sample_cameras(config.cameras, config.batch_size, size, size, generator).to(state.device)
+        group = views_per_group(state.prior)  # a multi-view prior gets whole groups of views
+        cameras = sample_cameras(config.cameras, config.batch_size, size, size, generator, group).to(state.device)
         backgrounds = make_backgrounds(config.background, config.batch_size, generator, state.device)
     # 2. render
     with region("render"):
@@ -238,6 +255,7 @@ def snapshot_factory(state: TrainState, result: StepResult) -> Callable[[], Trai
             splats=dict(splats),
             cameras=result.cameras,
             view_prompts=state.text.view_prompts.to_json(),
+            views_per_group=views_per_group(state.prior),
         )
 
     return build

@@ -9,6 +9,8 @@ from splatgen.scene.cameras import CameraBatch
 from splatgen.viewer.convert import frustum_poses, splat_arrays
 
 FRUSTUM_COLOR = (230, 110, 20)
+GROUP_COLORS = (FRUSTUM_COLOR, (30, 110, 230), (40, 170, 80), (200, 40, 160), (120, 80, 200), (20, 170, 190))
+"""One colour per view group of a multi-view prior (cycled); single-view batches are all FRUSTUM_COLOR."""
 FRUSTUM_SCALE = 0.2
 
 
@@ -41,12 +43,15 @@ class FrustumLayer:
         self._root = root
         self._handles: list[viser.CameraFrustumHandle] = []
 
-    def show(self, cameras: CameraBatch | None) -> None:
-        """Draw one frustum per camera; None (or an empty batch) removes them all."""
+    def show(self, cameras: CameraBatch | None, views_per_group: int = 1) -> None:
+        """Draw one frustum per camera, each group of `views_per_group` in its own colour; None removes them all."""
         poses = frustum_poses(cameras) if cameras is not None and len(cameras) > 0 else []
         while len(self._handles) > len(poses):
             self._handles.pop().remove()
         for index, pose in enumerate(poses):
+            color = (
+                GROUP_COLORS[(index // views_per_group) % len(GROUP_COLORS)] if views_per_group > 1 else FRUSTUM_COLOR
+            )
             if index < len(self._handles):
                 handle = self._handles[index]
                 handle.fov, handle.aspect, handle.wxyz, handle.position = (
@@ -55,6 +60,8 @@ class FrustumLayer:
                     pose.wxyz,
                     pose.position,
                 )
+                if tuple(handle.color) != color:
+                    handle.color = color
             else:
                 self._handles.append(
                     self._scene.add_camera_frustum(
@@ -62,7 +69,7 @@ class FrustumLayer:
                         fov=pose.fov,
                         aspect=pose.aspect,
                         scale=FRUSTUM_SCALE,
-                        color=FRUSTUM_COLOR,
+                        color=color,
                         wxyz=pose.wxyz,
                         position=pose.position,
                     )

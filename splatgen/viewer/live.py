@@ -234,7 +234,7 @@ class LiveViewer:
                 self._splat_layer.show(snapshot.splats)
                 self.panel.display_note.content = self._live_note(snapshot)
             cameras = snapshot.cameras if snapshot is not None and self.panel.show_cameras.value else None
-            self._frustum_layer.show(cameras)
+            self._frustum_layer.show(cameras, snapshot.views_per_group if snapshot is not None else 1)
 
     def _live_note(self, snapshot: TrainingSnapshot) -> str:
         if self.panel.showing_checkpoint:

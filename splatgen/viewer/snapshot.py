@@ -27,6 +27,7 @@ class TrainingSnapshot:
     splats: dict[str, torch.Tensor]  # raw params: means, scales, quats, opacities, sh0, shN (any device)
     cameras: CameraBatch | None = None  # the last sampled batch, drawn as frustums
     view_prompts: dict[str, Any] | None = None  # prompts.json contents
+    views_per_group: int = 1  # the prior's view groups (MVDream: 4), drawn one colour per group
 
 
 def detached_cpu_copy(snapshot: TrainingSnapshot) -> TrainingSnapshot:
@@ -54,4 +55,5 @@ def detached_cpu_copy(snapshot: TrainingSnapshot) -> TrainingSnapshot:
         splats=splats,
         cameras=cameras,
         view_prompts=snapshot.view_prompts,
+        views_per_group=int(snapshot.views_per_group),
     )
