@@ -15,9 +15,9 @@ from splatgen.prompts import PerpNegWeights, ViewRanges, perp_neg_conditional, p
 from splatgen.prompts.perp_neg import perpendicular_component, shifted_exponential_decay
 from splatgen.prompts.views import BACK, FRONT, OVERHEAD, SIDE
 from splatgen.scene.cameras import make_cameras
-from splatgen.train.assemble import TextConditions
 from splatgen.train.config import TrainConfig
 from splatgen.train.distill import PromptEmbeddings, distillation_step
+from splatgen.train.step import TextConditions
 
 
 def threestudio_rule(azimuth: float, elevation: float, overhead_min_elevation: float = 60.0):
