@@ -4,7 +4,7 @@
     splatgen train --preset smoke --prompt "a red apple" --out runs/apple
     splatgen train --resume runs/apple
     splatgen train --preset mvdream-sds --prompt "a corgi"          # the multi-view prior (MVDream)
-    splatgen train --perp-neg --prompt "a corgi"                     # Perp-Neg on the SD prior
+    splatgen train --prompts.perp-neg --prompt "a corgi"                     # Perp-Neg on the SD prior
     splatgen export runs/apple/a-red-apple.ply --out apple.splat
     splatgen export runs/apple/a-red-apple.ply --out apple.glb
     splatgen render runs/apple/a-red-apple.ply --out renders/

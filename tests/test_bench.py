@@ -169,7 +169,7 @@ def test_cuda_run_on_the_sd21_architecture(bench, capsys):
 
 @pytest.mark.parametrize("prior, perp_neg", [("mvdream", False), ("sd", True)], ids=["mvdream", "perp-neg"])
 def test_the_step_and_floor_with_view_groups_and_perp_neg(bench, tiny_models, one_thread, prior, perp_neg):
-    """`--prior mvdream` / `--perp-neg`: the timed step runs the product's step, the floor's UNet batch is the step's."""
+    """`--prior mvdream` / `--prompts.perp-neg`: the timed step runs the product's step, the floor's UNet batch is the step's."""
     settings = bench.BenchSettings(
         device=torch.device("cpu"),
         dtype="auto",

@@ -319,7 +319,7 @@ def test_multi_view_pairings_are_refused_with_one_line() -> None:
     cases = {
         "must be a multiple of 4 with prior:mvdream": dict(batch_size=6),
         "objective:vsd trains a LoRA": dict(objective=from_dict(TrainConfig, {"objective": {"type": "vsd"}}).objective),
-        "--perp-neg works on view prompts": dict(prompts=replace(TrainConfig().prompts, perp_neg=True)),
+        "--prompts.perp-neg works on view prompts": dict(prompts=replace(TrainConfig().prompts, perp_neg=True)),
     }
     for message, change in cases.items():
         config = replace(TrainConfig(prompt="a corgi", prior=MVDreamConfig()), **change)

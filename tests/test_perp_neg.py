@@ -155,13 +155,13 @@ def test_text_conditions_use_the_view_prompts_for_positives_and_negatives() -> N
 def test_perp_neg_is_refused_with_lora_objectives() -> None:
     config = TrainConfig(prompt="a corgi")
     config = replace(config, prompts=replace(config.prompts, perp_neg=True), objective=VSD())
-    with pytest.raises(ValueError, match="--perp-neg works with sds, dsds, csd and ssd"):
+    with pytest.raises(ValueError, match="--prompts.perp-neg works with sds, dsds, csd and ssd"):
         config.validate()
 
 
 def test_smoke_run_with_perp_neg(tmp_path: Path, tiny_models, capsys) -> None:
     out = tmp_path / "run"
-    args = ["train", "--preset", "smoke", "--perp-neg", "--prompt", "a corgi", "--out", str(out)]
+    args = ["train", "--preset", "smoke", "--prompts.perp-neg", "--prompt", "a corgi", "--out", str(out)]
     status = main([*args, "--no-viewer", "--steps", "6", "--video-frames", "0"])
     assert status == 0, capsys.readouterr().out
     assert (out / "a-corgi.ply").stat().st_size > 0

@@ -247,7 +247,7 @@ class PromptConfig(DebiasConfig):
     """Run the LM prompt-debiasing stage; --no-debias uses the plain templates and ranges and loads no LM."""
     interpolate_views: bool = False
     """Blend the text embeddings of neighbouring view prompts by azimuth instead of picking one per camera."""
-    perp_neg: Annotated[bool, tyro.conf.arg(aliases=("--perp-neg",))] = False
+    perp_neg: bool = False
     """Perp-Neg (Armandpour et al. 2023): the other view prompts as negatives, perpendicular to the positive
     (threestudio's rule; positives blend neighbouring views by azimuth). Two more UNet conditions per view."""
     perp_neg_weights: PerpNegWeights = field(default_factory=PerpNegWeights)

@@ -159,8 +159,8 @@ class TrainConfig:
                 )
             if self.prompts.perp_neg:
                 raise ValueError(
-                    "--perp-neg works on view prompts, which prior:mvdream does not use (its cameras say the view); "
+                    "--prompts.perp-neg works on view prompts, which prior:mvdream does not use (its cameras say the view); "
                     "use it with prior:sd"
                 )
         if self.prompts.perp_neg and getattr(self.objective, "uses_lora", False):
-            raise ValueError(f"--perp-neg works with sds, dsds, csd and ssd, not objective:{objective}")
+            raise ValueError(f"--prompts.perp-neg works with sds, dsds, csd and ssd, not objective:{objective}")
