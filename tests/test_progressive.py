@@ -73,9 +73,9 @@ def test_training_renders_at_each_milestone_and_resumes_across_one(tmp_path, tin
     sizes: list[int] = []
     unwrapped = torch_backend.rasterize_torch
 
-    def recording(gaussians, cameras, backgrounds):
+    def recording(gaussians, cameras, backgrounds, **options):
         sizes.append(cameras.width)
-        return unwrapped(gaussians, cameras, backgrounds)
+        return unwrapped(gaussians, cameras, backgrounds, **options)
 
     monkeypatch.setattr(torch_backend, "rasterize_torch", recording)
     whole = train(progressive_config(tmp_path / "whole"), console=QUIET)
