@@ -31,7 +31,7 @@ from rich.console import Console
 from splatgen.errors import SplatgenError, UnsupportedFormat
 from splatgen.eval.settings import EvalSettings
 from splatgen.export import MESH_FORMATS, MeshOptions
-from splatgen.io.config_file import ConfigError, from_dict, load_yaml
+from splatgen.io.config_file import ConfigError, load_config
 from splatgen.io.run_folder import RunFolder
 from splatgen.prompts import DebiasConfig
 from splatgen.render import BackgroundKind
@@ -91,19 +91,19 @@ class RenderCommand:
     """Where to render."""
 
     def run(self, console: Console) -> None:
-        from splatgen.io.ply import read_ply
+        from splatgen.io.ply import finite_only, read_ply
         from splatgen.render.turntable import render_turntable
         from splatgen.train.assemble import resolve_device
 
         result = render_turntable(
-            read_ply(self.input),
+            finite_only(read_ply(self.input), self.input),
             self.out,
             num_frames=self.frames,
             resolution=self.resolution,
             background=self.background,
             device=resolve_device(self.device),
         )
-        console.print(f"wrote {result}", highlight=False)
+        console.print(result.summary(), highlight=False, soft_wrap=True)
 
 
 @dataclass
@@ -290,9 +290,9 @@ def parse_train_args(args: list[str]) -> TrainConfig:
         config_file = RunFolder(Path(resume)).config_path
         if not config_file.is_file():
             raise ConfigError(f"cannot resume {resume}: it has no config.yaml (is it a splatgen run folder?)")
-        default = from_dict(TrainConfig, load_yaml(config_file))
+        default = load_config(TrainConfig, config_file)
     elif preset is not None:
-        default = from_dict(TrainConfig, load_yaml(preset_path(preset)), where=f"preset {preset}")
+        default = load_config(TrainConfig, preset_path(preset))
     else:
         default = TrainConfig()
     config = tyro.cli(
@@ -341,7 +341,8 @@ def run_train(config: TrainConfig, console: Console) -> None:
     if not result.interrupted:
         console.print(
             f"[green]done[/]: {result.steps_completed} steps in {result.seconds:.1f} s "
-            f"({result.steps_per_second:.2f} it/s) -> {result.ply_path}",
+            f"({result.steps_per_second:.2f} it/s) -> {result.ply_path}"
+            + (f"; {result.skipped_steps} steps skipped for NaN/Inf" if result.skipped_steps else ""),
             highlight=False,
         )
     from splatgen.report import write_run_report
@@ -351,9 +352,20 @@ def run_train(config: TrainConfig, console: Console) -> None:
         raise KeyboardInterrupt
 
 
+def one_line_warnings(console: Console) -> None:
+    """Python warnings print as `warning: <message>` on one line (no file, line number or source)."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+        console.print(f"[yellow]warning:[/] {' '.join(str(message).split())}", highlight=False, soft_wrap=True)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     console = Console()
+    one_line_warnings(console)
     try:
         if args and args[0] == "train":
             run_train(parse_train_args(args[1:]), console)

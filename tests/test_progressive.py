@@ -65,7 +65,7 @@ def test_bad_render_schedules_are_refused(schedule):
 def test_a_bad_schedule_in_a_preset_is_refused_with_one_line(tmp_path):
     preset = tmp_path / "bad.yaml"
     preset.write_text("render_schedule: [[0.0, 128], [0.3]]\n")
-    with pytest.raises(ConfigError, match=r"render_schedule\[1\] needs 2 values, got 1"):
+    with pytest.raises(ConfigError, match=r"render_schedule\[1\] must be a list of 2 values, got 1"):
         parse_train_args(["--preset", str(preset), "--prompt", "x"])
 
 

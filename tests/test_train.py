@@ -189,12 +189,12 @@ def test_repeated_nan_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_pa
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--steps", "-3"], "--steps must be >= 1"),
+        (["--steps", "-3"], "--steps must be in [1, "),
         (["--render-size", "100"], "--render-size must be a multiple of 8"),
-        (["--batch-size", "1000"], "--batch-size 1000"),
+        (["--batch-size", "1000"], "--batch-size must be in [1, 64], got 1000"),
         (["--preset", "nonexistent"], "unknown preset 'nonexistent'"),
         (["--prior.image-size", "500"], "image_size"),
-        (["--objective.truncation-start", "-1"], "truncation_start"),
+        (["--objective.truncation-start", "-1"], "--objective.truncation-start must be in (0, "),
     ],
 )
 def test_bad_values_are_refused_before_any_model_loads(tmp_path, capsys, arguments, message):

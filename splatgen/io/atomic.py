@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from splatgen.errors import OutputError
+
+TEMPORARY_NAME = re.compile(r"\..*\.[0-9a-f]{8}\.tmp(\.[^/]*)?")  # what _temporary_sibling creates
 
 
 def _temporary_sibling(path: Path) -> Path:
@@ -36,6 +39,19 @@ def _temporary_sibling(path: Path) -> Path:
             continue
         return candidate
     raise OutputError(f"cannot create a temporary file next to {path}")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files a killed writer left in `folder` (`.name.<hex>.tmp.suffix`); returns them.
+
+    Call it only while owning the folder (e.g. holding a run's lock): a live writer's file looks the same.
+    """
+    removed = []
+    for candidate in Path(folder).glob(".*.tmp*"):
+        if TEMPORARY_NAME.fullmatch(candidate.name) and candidate.is_file():
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
 
 
 def _fsync_file(path: Path) -> None:

@@ -80,7 +80,7 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls, include_extras=True)
     known = {field.name: field for field in dataclasses.fields(cls) if field.init}
-    unknown = sorted(set(data) - set(known))
+    unknown = sorted(str(key) for key in data if key not in known)
     if unknown:
         raise ConfigError(
             f"unknown config field(s) {', '.join(_join(where, key) for key in unknown)}; known: {', '.join(known)}"
@@ -108,6 +108,7 @@ def _join(where: str, key: str) -> str:
 
 
 def _convert(tp: Any, value: Any, where: str, default_kind: type | None = None) -> Any:
+    """`value` as type `tp`, or a one-line `ConfigError` naming the field (`steps: "abc"`, `batch_size: 1.5`)."""
     tp = _strip_annotated(tp)
     members = _union_members(tp)
     if members is not None:
@@ -123,27 +124,57 @@ def _convert(tp: Any, value: Any, where: str, default_kind: type | None = None) 
             chosen = {config_name(m): m for m in dataclass_members}.get(value["type"])
             if chosen is None:
                 names = ", ".join(config_name(m) for m in dataclass_members)
-                raise ConfigError(f"{where}.type {value['type']!r} is not one of: {names}")
+                raise ConfigError(f"{where}.type {_show(value['type'])} is not one of: {names}")
             return from_dict(chosen, {k: v for k, v in value.items() if k != "type"}, where)
         non_none = [m for m in members if m is not type(None)]
-        return _convert(non_none[0], value, where) if len(non_none) == 1 else value
+        if len(non_none) == 1:
+            return _convert(non_none[0], value, where)
+        return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
-    if tp is Path:
-        return Path(value)
     origin = get_origin(tp)
-    if origin is tuple and isinstance(value, (list, tuple)):
-        args = get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
-            return tuple(_convert(args[0], item, f"{where}[{index}]") for index, item in enumerate(value))
-        if args:
-            if len(args) != len(value):
-                raise ConfigError(f"{where} needs {len(args)} values, got {len(value)}: {value}")
-            return tuple(_convert(arg, item, f"{where}[{index}]") for index, (arg, item) in enumerate(zip(args, value)))
-        return tuple(value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+    if origin is typing.Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, get_args(tp)))}, got {_show(value)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {_show(value)}")
+        items = get_args(tp)
+        if len(items) == 2 and items[1] is Ellipsis:
+            return tuple(_convert(items[0], item, f"{where}[{i}]") for i, item in enumerate(value))
+        if items and len(items) != len(value):
+            raise ConfigError(f"{where} must be a list of {len(items)} values, got {len(value)}")
+        return tuple(_convert(kind, item, f"{where}[{i}]") for i, (kind, item) in enumerate(zip(items, value)))
+    return _convert_scalar(tp, value, where)
+
+
+def _convert_scalar(tp: Any, value: Any, where: str) -> Any:
+    is_bool = isinstance(value, bool)
+    if tp is bool:
+        if not is_bool:
+            raise ConfigError(f"{where} must be true or false, got {_show(value)}")
+    elif tp is int:
+        if is_bool or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, got {_show(value)}")
+    elif tp is float:
+        if is_bool or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {_show(value)}")
         return float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {_show(value)}")
+    elif tp is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a path, got {_show(value)}")
+        return Path(value)
     return value
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """A short repr for messages (a binary file's contents must not flood the line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -151,6 +182,8 @@ def load_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
         raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config {path} is not a text file (byte {error.start} is not UTF-8)") from error
     except yaml.YAMLError as error:
         raise ConfigError(f"config {path} is not valid YAML: {' '.join(str(error).split())}") from error
     if data is None:
@@ -158,6 +191,15 @@ def load_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must hold a mapping at the top level")
     return data
+
+
+def load_config(cls: type, path: Path) -> Any:
+    """`cls` from the YAML file `path`; any bad value is one `ConfigError` line naming the file and field."""
+    try:
+        return from_dict(cls, load_yaml(path))
+    except ConfigError as error:
+        message = str(error)
+        raise ConfigError(message if str(path) in message else f"{path}: {message}") from error
 
 
 def dump_yaml(config: Any) -> str:

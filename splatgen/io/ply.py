@@ -104,6 +104,15 @@ def drop_nonfinite(gaussians: Gaussians, path: Path, valid: torch.Tensor | None 
     return gaussians, dropped
 
 
+def finite_only(gaussians: Gaussians, path: Path) -> Gaussians:
+    """The rows of `gaussians` (read from `path`) free of NaN/Inf, for showing or rendering them;
+    `BadAssetFile` when none is left (an all-NaN file would render blank frames over good ones)."""
+    mask = gaussians.finite_mask()  # [N] bool
+    if not bool(mask.any()):
+        raise BadAssetFile(f"{path}: none of its {len(gaussians):,} Gaussians is finite (NaN/Inf); nothing to show")
+    return gaussians if bool(mask.all()) else gaussians.select(mask)
+
+
 def _vertex_columns(gaussians: Gaussians) -> np.ndarray:
     """All properties as one float32 matrix [N, P] in `ply_property_names` order."""
     n = len(gaussians)

@@ -202,8 +202,18 @@ class LoraScore:
             loss = F.mse_loss(self._forward(noisy_latents, timesteps, text_embeddings, conditions), noise)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.optimizer.step()
+            if self._gradients_finite(loss):  # a NaN/Inf update would poison eps_phi (and the checkpoint)
+                self.optimizer.step()
         return float(loss.detach())
+
+    def _gradients_finite(self, loss: torch.Tensor) -> bool:
+        checks = [torch.isfinite(loss)] + [
+            torch.isfinite(p.grad).all()
+            for group in self.optimizer.param_groups
+            for p in group["params"]
+            if p.grad is not None
+        ]
+        return bool(torch.stack(checks).all())
 
     def state_dict(self) -> dict:
         """LoRA weights, camera embedding, optimiser state and config (for checkpoints)."""

@@ -23,6 +23,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from splatgen.errors import SplatgenError
+from splatgen.io.weights import pickled_refusal
 from splatgen.prompts.views import VIEW_NAMES, PromptError
 
 DEFAULT_LM = "bert-base-uncased"
@@ -97,9 +98,12 @@ class MaskedLMViewScorer:
         if looks_like_a_path and not folder.is_dir():
             raise LanguageModelUnavailableError(lm_unavailable_message(lm, f"there is no folder {folder}"))
         source = str(folder) if folder.is_dir() else lm
+        refusal = pickled_refusal(folder) if folder.is_dir() else None
+        if refusal is not None:
+            raise LanguageModelUnavailableError(lm_unavailable_message(lm, refusal))
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForMaskedLM.from_pretrained(source)
+            model = AutoModelForMaskedLM.from_pretrained(source, use_safetensors=True)  # never unpickle weights
         except (OSError, ValueError, KeyError, ImportError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise LanguageModelUnavailableError(lm_unavailable_message(lm, reason)) from error

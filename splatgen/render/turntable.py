@@ -38,6 +38,8 @@ from splatgen.render import Backend, make_backgrounds, rasterize
 from splatgen.scene.cameras import CameraBatch, evaluation_orbit
 from splatgen.scene.gaussians import SPLAT_KEYS, ActivatedGaussians, Gaussians, activate
 
+MAX_FRAMES = 3600  # two minutes at 30 fps; more is a typo, not a turntable
+MAX_RESOLUTION = 4096  # a 4096 px RGB frame is 50 MB before encoding
 VIDEO_NAME = "turntable.mp4"
 GIF_NAME = "turntable.gif"
 VIEWS_NAME = "views.png"
@@ -208,8 +210,11 @@ def _validate(
     num_frames: int, resolution: int, fps: float, background: str, grid_views: int, grid_columns: int, chunk_size: int
 ) -> None:
     checks = [
-        (num_frames >= 1, f"num_frames must be >= 1, got {num_frames}"),
-        (resolution >= MACRO_BLOCK, f"resolution must be >= {MACRO_BLOCK} px, got {resolution}"),
+        (1 <= num_frames <= MAX_FRAMES, f"num_frames must be in 1..{MAX_FRAMES}, got {num_frames}"),
+        (
+            MACRO_BLOCK <= resolution <= MAX_RESOLUTION,
+            f"resolution must be in {MACRO_BLOCK}..{MAX_RESOLUTION} px, got {resolution}",
+        ),
         (fps > 0, f"fps must be > 0, got {fps}"),
         (background in ("white", "black"), f"background must be 'white' or 'black', got {background!r}"),
         (

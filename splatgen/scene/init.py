@@ -18,7 +18,7 @@ import tyro
 from rich.console import Console
 
 from splatgen.errors import SplatgenError
-from splatgen.io.ply import read_ply
+from splatgen.io.ply import finite_only, read_ply
 from splatgen.scene.gaussians import Gaussians, num_sh_bases, rgb_to_sh0
 from splatgen.scene.shap_e import ShapEInit, shap_e_gaussians
 
@@ -94,7 +94,9 @@ def initial_gaussians(
     if isinstance(init, BallInit):
         gaussians = random_ball(init, sh_degree, generator)
     elif isinstance(init, PlyInit):
-        gaussians = read_ply(init.path).with_sh_degree(sh_degree)
+        gaussians = finite_only(read_ply(init.path), init.path).with_sh_degree(
+            sh_degree
+        )  # NaN rows would poison the run
         console.print(f"starting from {init.path} ({len(gaussians):,} Gaussians)")
     elif isinstance(init, ShapEInit):
         gaussians = shap_e_gaussians(prompt, init, sh_degree, generator, console)

@@ -16,6 +16,7 @@ import torch
 from rich.console import Console
 
 from splatgen.errors import SplatgenError
+from splatgen.io.weights import pickled_refusal
 from splatgen.scene.gaussians import Gaussians, num_sh_bases, rgb_to_sh0
 
 
@@ -108,8 +109,13 @@ def shap_e_gaussians(
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     console.print(f"Shap-E: generating a coarse shape with {init.model} on {device} ...")
+    refusal = pickled_refusal(init.model)
+    if refusal is not None:
+        raise ShapEUnavailable(f"Shap-E model {init.model!r} is unavailable: {refusal}")
     try:
-        pipeline = ShapEPipeline.from_pretrained(init.model, dtype=torch.float16 if device == "cuda" else torch.float32)
+        pipeline = ShapEPipeline.from_pretrained(
+            init.model, use_safetensors=True, dtype=torch.float16 if device == "cuda" else torch.float32
+        )  # never unpickle weights
     except (OSError, ValueError) as error:
         raise ShapEUnavailable(
             f"Shap-E model {init.model!r} is unavailable: {hub_failure_reason(init.model, 'the pipeline', error)}. "

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -13,10 +14,10 @@ from typing import TYPE_CHECKING
 import torch
 from rich.console import Console
 
-from splatgen.errors import SplatgenError
-from splatgen.io.config_file import dump_yaml
+from splatgen.errors import OutputError, SplatgenError
+from splatgen.io.config_file import ConfigError, dump_yaml, load_config
 from splatgen.io.ply import NonFiniteDropped
-from splatgen.io.run_folder import RunFolder, slugify
+from splatgen.io.run_folder import RunFolder, RunLock, slugify
 from splatgen.prior.base import DiffusionPrior
 from splatgen.prior.mvdream import MVDreamConfig
 from splatgen.prompts import ViewPrompts, build_view_prompts
@@ -24,7 +25,8 @@ from splatgen.scene.densify import Densifier
 from splatgen.scene.gaussians import Gaussians
 from splatgen.scene.init import initial_gaussians
 from splatgen.tiny_models import resolve_lm, resolve_mvdream_unet, resolve_sd_model
-from splatgen.train.config import TrainConfig
+from splatgen.train.checkpoint import describe_changes, identity_changes
+from splatgen.train.config import TrainConfig, run_identity
 from splatgen.train.optim import make_optimizers
 from splatgen.train.step import TextConditions, TrainState
 
@@ -47,23 +49,72 @@ def check_render_backend(config: TrainConfig, device: torch.device, console: Con
 
 
 def plan_run_folder(config: TrainConfig) -> RunFolder:
-    """Where the run goes; refuses to start a fresh run over an existing one. Creates nothing yet."""
+    """Where the run goes, checked before any model loads; creates nothing.
+
+    A fresh run is refused over another run or over files it would overwrite; a resume is refused
+    when a flag changes what the run is (`--prompt`, the objective, ...: see `RESUME_MAY_CHANGE`).
+    Both are refused while a live run owns the folder, or when it is not writable.
+    """
     if config.resume is not None:
-        return RunFolder(Path(config.resume), slugify(config.prompt))
-    path = Path(config.out) if config.out is not None else RunFolder.default_path(config.prompt)
-    if RunFolder(path).last_checkpoint.exists():
-        raise SplatgenError(f"{path} already holds a run; continue it with --resume {path}, or pick another --out")
-    return RunFolder(path, slugify(config.prompt))
+        run = RunFolder(Path(config.resume), slugify(config.prompt))
+        saved = load_config(TrainConfig, run.config_path)
+        changes = identity_changes(run_identity(saved), run_identity(config))
+        if changes:
+            raise ConfigError(
+                f"--resume {run.path} continues that run as configured; these cannot change: {describe_changes(changes)}"
+            )
+    else:
+        path = Path(config.out) if config.out is not None else RunFolder.default_path(config.prompt)
+        run = RunFolder(path, slugify(config.prompt))
+        refuse_occupied(run)
+    _check_writable(run.path)
+    run.check_free()
+    return run
 
 
-def open_run_folder(run: RunFolder, config: TrainConfig, view_prompts: ViewPrompts, console: Console) -> None:
-    """Create the folder once the models have loaded (a failed start leaves nothing behind) and write
-    the resolved config (fresh runs; a resume keeps its own) and prompts.json."""
-    run.create()
-    if config.resume is None:
-        run.write_config(dump_yaml(config))
-    run.write_prompts(view_prompts.to_json())
+def refuse_occupied(run: RunFolder) -> None:
+    """A fresh run never writes over another run or over files someone else put in --out."""
+    from splatgen.render.turntable import GIF_NAME, VIDEO_NAME, VIEWS_NAME
+
+    if run.path.exists() and not run.path.is_dir():
+        raise OutputError(f"--out {run.path} is a file, not a folder")
+    if run.checkpoint_dir.exists() and not run.checkpoint_dir.is_dir():
+        raise OutputError(f"{run.checkpoint_dir} is a file; splatgen needs that name for the run's checkpoints")
+    if run.last_checkpoint.exists():
+        raise SplatgenError(
+            f"{run.path} already holds a run; continue it with --resume {run.path}, or pick another --out"
+        )
+    names = (run.config_path.name, run.prompts_path.name, run.ply_path.name, VIDEO_NAME, GIF_NAME, VIEWS_NAME)
+    present = [name for name in names if (run.path / name).exists()]
+    if present:
+        raise OutputError(
+            f"{run.path} already has {', '.join(present)}, which this run would overwrite; pick another --out or move them"
+        )
+
+
+def _check_writable(path: Path) -> None:
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write the run folder {path}: {existing} is not writable")
+
+
+def open_run_folder(run: RunFolder, config: TrainConfig, view_prompts: ViewPrompts, console: Console) -> RunLock:
+    """Take the run folder (its lock, held until the run ends) once everything that can fail at start has
+    succeeded, so a failed start leaves nothing behind; write the resolved config (fresh runs; a resume
+    keeps its own) and prompts.json. Returns the lock for the caller to release."""
+    lock = run.lock()
+    try:
+        if config.resume is None:
+            refuse_occupied(run)  # again, under the lock: another run may have started here meanwhile
+            run.write_config(dump_yaml(config))
+        run.write_prompts(view_prompts.to_json())
+    except BaseException:
+        lock.release()
+        raise
     console.print(f"run folder: {run.path}", highlight=False, soft_wrap=True)
+    return lock
 
 
 def quiet_library_progress_bars() -> None:

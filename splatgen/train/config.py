@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import tyro
+import yaml
 
 from splatgen.export.options import MeshOptions
+from splatgen.io.config_file import to_dict
 from splatgen.objectives import DSDS, ObjectiveChoice
 from splatgen.prior.multiview import VIEWS_PER_GROUP
 from splatgen.prior.mvdream import MVDreamConfig
@@ -24,6 +26,7 @@ from splatgen.scene.cameras import OrbitSampler
 from splatgen.scene.densify import DensifyConfig
 from splatgen.scene.gaussians import MAX_SH_DEGREE
 from splatgen.scene.init import BallInit, Init
+from splatgen.train.limits import check_numbers
 from splatgen.train.optim import OptimConfig
 from splatgen.viewer import ViewerConfig
 
@@ -32,6 +35,25 @@ PriorConfig = Union[
     Annotated[MVDreamConfig, tyro.conf.subcommand("mvdream")],
 ]
 """The diffusion prior, chosen by type: prior:sd (Stable Diffusion, default) | prior:mvdream (4-view MVDream)."""
+
+RESUME_MAY_CHANGE = (
+    "out",
+    "resume",
+    "steps",
+    "device",
+    "render_backend",
+    "checkpoint_every",
+    "log_every",
+    "max_bad_steps",
+    "video_frames",
+    "export_sh_degree",
+    "viewer",
+    "batch_size",  # the out-of-memory advice lowers these three on resume
+    "render_size",
+    "densify.max_gaussians",
+    "prior.dtype",
+)
+"""Fields a `--resume` may override; every other field is the run's identity, checked on resume."""
 
 
 @dataclass
@@ -105,6 +127,7 @@ class TrainConfig:
         """Refuse bad values with a message naming the field, before anything loads."""
         if not self.prompt.strip() and self.resume is None:
             raise ValueError('--prompt is empty: say what to make, e.g. --prompt "a ceramic mug shaped like an owl"')
+        check_numbers(self)  # every number finite and in its declared range (splatgen/train/limits.py)
         positive = {
             "steps": self.steps,
             "batch_size": self.batch_size,
@@ -142,6 +165,12 @@ class TrainConfig:
                 validate()
         if isinstance(self.init, BallInit):
             self.init.validate()
+        count = getattr(self.init, "count", None)  # checked before the Gaussians are allocated
+        if count is not None and count > self.densify.max_gaussians:
+            raise ValueError(
+                f"--init.count {count:,} is more than --densify.max-gaussians {self.densify.max_gaussians:,}"
+            )
+
         self.validate_prior_pairing()
 
     def validate_prior_pairing(self) -> None:
@@ -164,3 +193,16 @@ class TrainConfig:
                 )
         if self.prompts.perp_neg and getattr(self.objective, "uses_lora", False):
             raise ValueError(f"--prompts.perp-neg works with sds, dsds, csd and ssd, not objective:{objective}")
+
+
+def run_identity(config: TrainConfig) -> str:
+    """The config as YAML minus `RESUME_MAY_CHANGE`: what a checkpoint belongs to."""
+    data = to_dict(config)
+    for dotted in RESUME_MAY_CHANGE:
+        *parents, name = dotted.split(".")
+        section = data
+        for parent in parents:
+            section = section.get(parent, {}) if isinstance(section, dict) else {}
+        if isinstance(section, dict):
+            section.pop(name, None)
+    return yaml.safe_dump(data, sort_keys=True, allow_unicode=True)

@@ -28,7 +28,7 @@ from splatgen.scene.gaussians import Gaussians
 from splatgen.viewer.convert import front_camera
 from splatgen.viewer.layers import FrustumLayer, SplatLayer
 from splatgen.viewer.panel import TrainingPanel
-from splatgen.viewer.server import start_server, stop_server, url_for
+from splatgen.viewer.server import new_token, start_server, stop_server, url_for
 from splatgen.viewer.snapshot import TrainingSnapshot, detached_cpu_copy
 from splatgen.viewer.threads import ErrorReporter, LatestMailbox
 
@@ -48,6 +48,8 @@ class ViewerConfig:
     """Port to listen on; the next free one is used if it is taken (0 = any free port)."""
     update_hz: float = 2.0
     """Splat pushes per second (each push sends ~32 bytes per Gaussian to every open tab)."""
+    token: str | None = None
+    """Shared secret for remote use: only browsers that open the printed URL (?token=...) get in ("auto" = a random one)."""
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -99,6 +101,7 @@ class LiveViewer:
         self._checkpoint_mtime: float | None = None
         self._mailbox: LatestMailbox[TrainingSnapshot] = LatestMailbox()
         self._server = None
+        self._token = new_token() if config.token == "auto" else config.token
         if config.enabled:
             self.errors.guarded("starting the viewer", self._start)
 
@@ -109,6 +112,7 @@ class LiveViewer:
             self.console,
             front_camera(distance=INITIAL_CAMERA_DISTANCE, elevation_deg=INITIAL_CAMERA_ELEVATION_DEG),
             exposed="see the run and control it (pause it, write PLY files next to it)",
+            token=self._token,
         )
         self.panel = TrainingPanel(self._server.gui)
         self._splat_layer = SplatLayer(self._server.scene)
@@ -123,7 +127,7 @@ class LiveViewer:
         """The address to open in a browser ("" when the viewer is off or failed to start)."""
         if self._server is None:
             return ""
-        return url_for(self.config.host, self._server.get_port())
+        return url_for(self.config.host, self._server.get_port(), self._token)
 
     @property
     def paused(self) -> bool:
@@ -139,10 +143,15 @@ class LiveViewer:
         if snapshot is not None:
             self._mailbox.put(snapshot)
 
-    def wait_while_paused(self, snapshot_factory: Callable[[], TrainingSnapshot] | None = None) -> None:
+    def wait_while_paused(
+        self,
+        snapshot_factory: Callable[[], TrainingSnapshot] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         """Block while the GUI's pause is on; returns at once otherwise.
 
         With `snapshot_factory`, the state the run paused at is pushed first, so the browser shows it.
+        `should_stop` is polled (every 0.2 s): a Ctrl-C or SIGTERM while paused ends the wait.
         """
         if not self._paused:
             return
@@ -150,8 +159,8 @@ class LiveViewer:
             self._next_push_at = 0.0
             self.publish(snapshot_factory)
         with self._pause_changed:
-            while self._paused and self._server is not None:
-                self._pause_changed.wait(timeout=0.5)
+            while self._paused and self._server is not None and not (should_stop is not None and should_stop()):
+                self._pause_changed.wait(timeout=0.2)
 
     def set_paused(self, paused: bool) -> None:
         """What the GUI button does (any tab): pause or resume the run."""

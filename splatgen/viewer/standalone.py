@@ -12,11 +12,11 @@ import viser
 from rich.console import Console
 from rich.markup import escape
 
-from splatgen.io.ply import read_ply
+from splatgen.io.ply import finite_only, read_ply
 from splatgen.scene.gaussians import SPLAT_KEYS, Gaussians
 from splatgen.viewer.convert import framing_for
 from splatgen.viewer.layers import SplatLayer
-from splatgen.viewer.server import start_server, stop_server, url_for
+from splatgen.viewer.server import new_token, start_server, stop_server, url_for
 
 
 @dataclass
@@ -29,18 +29,20 @@ class ViewCommand:
     """Address to listen on. Anything but loopback lets whoever can reach it see the asset."""
     port: int = 8080
     """Port to listen on; the next free one is used if it is taken (0 = any free port)."""
+    token: str | None = None
+    """Shared secret for remote use: only browsers that open the printed URL (?token=...) get in ("auto" = a random one)."""
 
     def run(self, console: Console | None = None) -> None:
-        serve_ply(self.path, host=self.host, port=self.port, console=console, block=True)
+        serve_ply(self.path, host=self.host, port=self.port, console=console, block=True, token=self.token)
 
 
 class PlyViewer:
     """A running viewer of one PLY file: its `url`, the `gaussians` shown, and `close()`."""
 
-    def __init__(self, server: viser.ViserServer, host: str, gaussians: Gaussians) -> None:
+    def __init__(self, server: viser.ViserServer, host: str, gaussians: Gaussians, token: str | None = None) -> None:
         self._server: viser.ViserServer | None = server
         self.gaussians = gaussians
-        self.url = url_for(host, server.get_port())
+        self.url = url_for(host, server.get_port(), token)
 
     @property
     def running(self) -> bool:
@@ -71,6 +73,7 @@ def serve_ply(
     port: int = 8080,
     console: Console | None = None,
     block: bool = True,
+    token: str | None = None,
 ) -> PlyViewer:
     """Load `path` with `read_ply` (a bad file raises `BadAssetFile` before any server starts) and serve it.
 
@@ -79,9 +82,10 @@ def serve_ply(
     """
     console = console if console is not None else Console()
     path = Path(path)
-    gaussians = read_ply(path)
-    server = start_server(host, port, console, framing_for(gaussians.means), exposed=f"see {path.name}")
-    viewer = PlyViewer(server, host, gaussians)
+    gaussians = finite_only(read_ply(path), path)
+    token = new_token() if token == "auto" else token
+    server = start_server(host, port, console, framing_for(gaussians.means), exposed=f"see {path.name}", token=token)
+    viewer = PlyViewer(server, host, gaussians, token)
     try:
         SplatLayer(server.scene).show({key: getattr(gaussians, key) for key in SPLAT_KEYS})
         server.gui.set_panel_label("splatgen view")
