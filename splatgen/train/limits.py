@@ -142,6 +142,22 @@ LIMITS: dict[str, Range] = {
     "OptimConfig.opacities_lr": LEARNING_RATE,
     "OptimConfig.sh0_lr": LEARNING_RATE,
     "OptimConfig.shN_lr": LEARNING_RATE,
+    # Perp-Neg and the x0-reconstruction form
+    "SDS.reconstruction_rescale": FRACTION,
+    "PerpNegWeights.f_sb": Range(-100.0, 100.0),  # (a, b, c) of f(r) = a exp(-b r) + c (threestudio)
+    "PerpNegWeights.f_fsb": Range(-100.0, 100.0),
+    "PerpNegWeights.f_fs": Range(-100.0, 100.0),
+    "PerpNegWeights.f_sf": Range(-100.0, 100.0),
+    # mesh export (`MeshOptions.validate` holds the same bounds for `splatgen export`)
+    "MeshOptions.resolution": Range(16, 2048),
+    "MeshOptions.iso": Range(0.0, 1e4, low_open=True),
+    "MeshOptions.min_opacity": Range(0.0, 1.0, high_open=True),
+    "MeshOptions.min_component": Range(0.0, 1.0, high_open=True),
+    "MeshOptions.smooth": Range(0, 1000),
+    "MeshOptions.faces": Range(100, 50_000_000),
+    "MeshOptions.texture_size": Range(64, 8192),
+    "MeshOptions.bake_views": Range(2, 200),
+    "MeshOptions.bake_size": Range(32, 4096),
     # viewer
     "ViewerConfig.port": Range(0, 65535),
     "ViewerConfig.update_hz": Range(0.0, 60.0, low_open=True),
