@@ -585,6 +585,7 @@ def test_view_groups_of_a_multi_view_prior_get_one_colour_each(viewer: LiveViewe
     assert viewer.flush()
     colors = [tuple(handle.color) for handle in viewer._frustum_layer._handles]
     assert colors == [GROUP_COLORS[0]] * 4 + [GROUP_COLORS[1]] * 4
+    viewer._next_push_at = 0.0  # the next push is due now, whatever the update rate
     viewer.publish(lambda: replace(snapshot, step=6, views_per_group=1))  # handles are reused, recoloured
     assert viewer.flush()
     assert {tuple(handle.color) for handle in viewer._frustum_layer._handles} == {FRUSTUM_COLOR}
