@@ -1,6 +1,7 @@
 """Distil a known Gaussian asset through the full training loop with an oracle prior, and score it.
 
     .venv/bin/python scripts/oracle_fit.py --target assets/sample.ply --out /tmp/oracle [--steps N]
+        [--seed S] [--growth relative:RATIO | absolute:GRAD2D]
 
 The oracle prior knows the target: for each sampled camera it renders the target and predicts
 exactly the noise that leads from that render to x_t (`splatgen.prior.oracle`). Everything else
@@ -31,7 +32,7 @@ from splatgen.prior.oracle import OraclePrior
 from splatgen.prompts import PromptConfig
 from splatgen.render import rasterize
 from splatgen.scene.cameras import OrbitSampler, evaluation_orbit
-from splatgen.scene.densify import DensifyConfig
+from splatgen.scene.densify import AbsoluteGrowth, DensifyConfig, Growth, RelativeGrowth
 from splatgen.scene.gaussians import Gaussians, activate
 from splatgen.scene.init import BallInit
 from splatgen.train.config import TrainConfig
@@ -41,7 +42,9 @@ from splatgen.viewer import ViewerConfig
 BACKGROUND = (1.0, 1.0, 1.0)
 
 
-def oracle_config(out: Path, steps: int, resolution: int, seed: int, device: str) -> TrainConfig:
+def oracle_config(
+    out: Path, steps: int, resolution: int, seed: int, device: str, growth: Growth | None = None
+) -> TrainConfig:
     """The production config with the settings of a reconstruction: guidance 1, fixed background."""
     return TrainConfig(
         prompt="oracle reconstruction",
@@ -58,6 +61,7 @@ def oracle_config(out: Path, steps: int, resolution: int, seed: int, device: str
         init=BallInit(count=2000, radius=0.8, opacity=0.3),
         cameras=OrbitSampler(elevation_range=(-30.0, 60.0), distance_range=(2.5, 3.0), fovy_range=(45.0, 55.0)),
         densify=DensifyConfig(
+            growth=growth if growth is not None else RelativeGrowth(),
             start_fraction=0.1,
             stop_fraction=0.7,
             refine_every=25,
@@ -95,6 +99,21 @@ def held_out_psnr(
     return [float(-10.0 * math.log10(max(value, 1e-10))) for value in mse]
 
 
+def parse_growth(spec: str) -> Growth:
+    """`relative:RATIO` (the product's scale-free rule) or `absolute:GRAD2D` (gsplat's fixed threshold)."""
+    kind, _, value = spec.partition(":")
+    rules = {"relative": RelativeGrowth, "absolute": AbsoluteGrowth}
+    if kind not in rules:
+        raise argparse.ArgumentTypeError(f"--growth must be relative:RATIO or absolute:GRAD2D, got {spec!r}")
+    if not value:
+        return rules[kind]()
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--growth needs a number after '{kind}:', got {value!r}") from None
+    return rules[kind](number)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", type=Path, default=Path("assets/sample.ply"), help="the asset to reconstruct (PLY)")
@@ -103,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=64, help="render size for training and scoring")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--growth",
+        type=parse_growth,
+        default=RelativeGrowth(),
+        help="densify growth rule: relative:RATIO (default, the product's) or absolute:GRAD2D (e.g. absolute:0.15)",
+    )
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     try:
@@ -111,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
         device = resolve_device(args.device)
         target = read_ply(args.target)
-        config = oracle_config(args.out, args.steps, args.resolution, args.seed, args.device)
+        config = oracle_config(args.out, args.steps, args.resolution, args.seed, args.device, args.growth)
         prior = OraclePrior(target, args.resolution, background=BACKGROUND, device=device)
         started = time.perf_counter()
         result = train(config, prior=prior, console=console)
@@ -128,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         "gaussians": len(read_ply(result.ply_path)),
         "target_gaussians": len(target),
         "resolution": args.resolution,
+        "seed": args.seed,
+        "growth": f"{args.growth.config_name}:{args.growth.threshold}",
         "ply": str(result.ply_path),
     }
     print(json.dumps(summary))

@@ -3,15 +3,18 @@ prior reconstructs it (held-out PSNR), and the oracle's noise prediction is exac
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 
+import pytest
 import torch
 from conftest import REPO
 
 from splatgen.io.ply import read_ply
 from splatgen.prior.oracle import OraclePrior
 from splatgen.scene.cameras import OrbitSampler, sample_cameras
+from splatgen.scene.densify import AbsoluteGrowth, RelativeGrowth
 
 SAMPLE = REPO / "assets" / "sample.ply"
 
@@ -47,3 +50,14 @@ def test_oracle_fit_reconstructs_the_sample_asset(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["psnr"] >= 20.0, summary
     assert len(summary["psnr_per_view"]) >= 8 and summary["seconds"] > 0
+
+
+def test_oracle_fit_growth_option_selects_the_densify_rule(tmp_path):
+    script = load_script()
+    assert script.parse_growth("absolute:0.15") == AbsoluteGrowth(grad2d=0.15)
+    assert script.parse_growth("relative") == RelativeGrowth()
+    config = script.oracle_config(tmp_path / "fit", 10, 32, 0, "cpu", script.parse_growth("relative:0.4"))
+    assert config.densify.growth == RelativeGrowth(ratio=0.4)
+    for bad in ("fixed:1", "absolute:abc"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--growth"):
+            script.parse_growth(bad)
