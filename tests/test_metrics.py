@@ -65,3 +65,29 @@ def test_a_crashed_run_resumed_from_its_checkpoint_logs_each_step_once(tmp_path,
     assert [json.loads(line)["step"] for line in lines] == [2, 4, 6, 8, 10, 12]  # the file itself, not just the reader
     assert _without_seconds(read_records(resumed.run_dir / METRICS_FILE)) == _without_seconds(expected)
     assert read_records(resumed.run_dir / REFINEMENTS_FILE) == read_records(whole.run_dir / REFINEMENTS_FILE)
+
+
+def test_the_refinement_log_line_is_formatted_from_its_record():
+    from splatgen.scene.densify import DensifyThresholds, RefineReport
+    from splatgen.train.loop import _describe_refinement, _refinement_record
+
+    report = RefineReport(
+        step=10,
+        thresholds=DensifyThresholds(grow_grad2d=0.57, prune_opacity=0.005),
+        duplicated=3,
+        split=2,
+        pruned=1,
+        capped=4,
+        num_gaussians=1234,
+        reference=0.2,
+        effective_grow_grad2d=0.114,
+        median_grad2d=0.15,
+    )
+    record = _refinement_record(report, truncation=0.5)
+    assert record["step"] == 11 and json.loads(json.dumps(record)) == record
+    assert _describe_refinement(record) == (
+        "refine @ step 10: truncation 0.50, grow threshold 0.114 (0.57 x reference 0.2), median gradient 0.15, "
+        "+3 duplicated +2 split -1 pruned (4 held back by the cap) -> 1,234 Gaussians"
+    )
+    absolute = _refinement_record(replace(report, reference=None, capped=0), truncation=None)
+    assert _describe_refinement(absolute).startswith("refine @ step 10: truncation -, grow threshold 0.114, median")

@@ -207,8 +207,9 @@ def _run(state: TrainState, run: RunFolder, identity: str, stop: _StopRequest, o
                 # 6. log, checkpoint, viewer
                 if result.refinement is not None:
                     refinements.append(result.refinement)
-                    bar.log(_describe_refinement(result.refinement, result.truncation))
-                    refinement_log.append(_refinement_record(result.refinement, result.truncation))
+                    record = _refinement_record(result.refinement, result.truncation)
+                    bar.log(_describe_refinement(record))
+                    refinement_log.append(record)
                 if result.finite and state.step % config.log_every == 0:
                     metrics = _metrics(state, result)
                     bar.update(metrics)
@@ -313,15 +314,18 @@ def _refinement_record(report: RefineReport, truncation: float | None) -> dict:
     }
 
 
-def _describe_refinement(report: RefineReport, truncation: float | None) -> str:
+def _describe_refinement(record: dict) -> str:
+    """The log line of a refinement, formatted from its `refinements.jsonl` record (one source for both)."""
+    truncation = record["truncation"]
     truncation_text = "-" if truncation is None else f"{truncation:.2f}"
     return (
-        f"refine @ step {report.step}: truncation {truncation_text}, grow threshold {report.effective_grow_grad2d:.3g}"
-        + (f" ({report.thresholds.grow_grad2d:.3g} x reference {report.reference:.3g})" if report.reference else "")
-        + f", median gradient {report.median_grad2d:.3g}, "
-        f"+{report.duplicated} duplicated +{report.split} split -{report.pruned} pruned"
-        + (f" ({report.capped} held back by the cap)" if report.capped else "")
-        + f" -> {report.num_gaussians:,} Gaussians"
+        f"refine @ step {record['step'] - 1}: truncation {truncation_text}, "
+        f"grow threshold {record['effective_grow_grad2d']:.3g}"
+        + (f" ({record['grow_threshold']:.3g} x reference {record['reference']:.3g})" if record["reference"] else "")
+        + f", median gradient {record['median_grad2d']:.3g}, "
+        f"+{record['duplicated']} duplicated +{record['split']} split -{record['pruned']} pruned"
+        + (f" ({record['capped']} held back by the cap)" if record["capped"] else "")
+        + f" -> {record['num_gaussians']:,} Gaussians"
     )
 
 
