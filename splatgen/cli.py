@@ -35,6 +35,7 @@ from splatgen.io.config_file import ConfigError, load_config
 from splatgen.io.run_folder import RunFolder
 from splatgen.prompts import DebiasConfig
 from splatgen.render import BackgroundKind
+from splatgen.scene.frames import DEFAULT_FRAME, Frame
 from splatgen.train.config import TrainConfig
 from splatgen.viewer import ViewCommand
 
@@ -43,16 +44,18 @@ PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 @dataclass
 class ExportCommand:
-    """Convert a 3DGS PLY to a PLY of another SH degree, the 32-byte .splat format, or a textured mesh (.glb, .obj)."""
+    """Convert an asset to a PLY of another SH degree or frame, the 32-byte .splat format, or a textured mesh (.glb, .obj)."""
 
     input: tyro.conf.Positional[Path]
-    """The .ply to read (INRIA 3DGS layout, any SH degree)."""
+    """The file to read: .ply (INRIA 3DGS layout, any SH degree), .compressed.ply (SuperSplat) or .splat."""
     out: Path
     """Where to write: .ply, .splat, .glb (binary glTF) or .obj (+ .mtl + .png), chosen by the suffix."""
     sh_degree: int | None = None
     """SH degree of the written PLY (0..3; drops bands or pads zeros); default = as read."""
     mesh: tyro.conf.OmitArgPrefixes[MeshOptions] = field(default_factory=MeshOptions)
     """Mesh options (.glb and .obj only; see docs/mesh.md)."""
+    frame: Frame = DEFAULT_FRAME
+    """Which way is up in the written file: inria = -y up (SuperSplat, PlayCanvas, splat-transform), opengl = +y up (three.js viewers with their default camera, glTF), blender = +z up. See docs/formats.md."""
 
     def run(self, console: Console) -> None:
         from splatgen.io import EXPORT_FORMATS, export_asset
@@ -70,15 +73,16 @@ class ExportCommand:
         if suffix not in EXPORT_FORMATS:
             formats = ", ".join(EXPORT_FORMATS + MESH_FORMATS)
             raise UnsupportedFormat(f"{self.out}: unknown output format {suffix or '(no suffix)'!r}; use {formats}")
-        console.print(export_asset(self.input, self.out, sh_degree=self.sh_degree), highlight=False)
+        summary = export_asset(self.input, self.out, sh_degree=self.sh_degree, frame=self.frame)
+        console.print(summary, highlight=False, soft_wrap=True)
 
 
 @dataclass
 class RenderCommand:
-    """Render a 3DGS PLY to a turntable video (turntable.mp4) and a grid of views (views.png)."""
+    """Render an asset to a turntable video (turntable.mp4) and a grid of views (views.png)."""
 
     input: tyro.conf.Positional[Path]
-    """The .ply to render."""
+    """The file to render: .ply, .compressed.ply or .splat."""
     out: Path
     """Folder for turntable.mp4 and views.png."""
     frames: int | None = None
@@ -91,12 +95,13 @@ class RenderCommand:
     """Where to render."""
 
     def run(self, console: Console) -> None:
-        from splatgen.io.ply import finite_only, read_ply
+        from splatgen.io import read_asset
+        from splatgen.io.ply import finite_only
         from splatgen.render.turntable import render_turntable
         from splatgen.train.assemble import resolve_device
 
         result = render_turntable(
-            finite_only(read_ply(self.input), self.input),
+            finite_only(read_asset(self.input), self.input),
             self.out,
             num_frames=self.frames,
             resolution=self.resolution,

@@ -115,7 +115,9 @@ def test_header_matches_inria_layout(tmp_path: Path) -> None:
     assert vertex_names(path) == INRIA_PROPERTIES_SH1
     assert [element.name for element in data.elements] == ["vertex"]
     assert all(prop.val_dtype == "f4" for prop in data["vertex"].properties)
-    assert path.read_bytes().startswith(b"ply\nformat binary_little_endian 1.0\nelement vertex 5\n")
+    assert path.read_bytes().startswith(
+        b"ply\nformat binary_little_endian 1.0\ncomment splatgen frame inria (-y up)\nelement vertex 5\n"
+    )
 
 
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
@@ -139,7 +141,7 @@ def test_values_land_in_the_right_columns(tmp_path: Path) -> None:
         shN=shN,
     )
     path = tmp_path / "a.ply"
-    write_ply(path, gaussians)
+    write_ply(path, gaussians, frame="opengl")  # the identity frame: values land as given
     row = plyfile.PlyData.read(str(path))["vertex"].data[0]
     assert [row[f"f_rest_{i}"] for i in range(9)] == [0, 1, 2, 100, 101, 102, 200, 201, 202]
     assert [row[name] for name in ("x", "y", "z", "nx", "ny", "nz")] == [1, 2, 3, 0, 0, 0]
@@ -192,7 +194,7 @@ def test_reads_inria_written_file_sh3(tmp_path: Path) -> None:
     elements[:] = list(map(tuple, attributes))
     path = tmp_path / "inria.ply"
     plyfile.PlyData([plyfile.PlyElement.describe(elements, "vertex")]).write(str(path))
-    assert_bit_exact(read_ply(path), expected)
+    assert_bit_exact(read_ply(path, keep_file_frame=True), expected)
 
 
 def test_reads_file_without_normals_and_with_extra_properties(tmp_path: Path) -> None:
@@ -202,7 +204,7 @@ def test_reads_file_without_normals_and_with_extra_properties(tmp_path: Path) ->
     faces = np.array([([0, 1, 2],)], dtype=[("vertex_indices", "i4", (3,))])
     path = tmp_path / "extra.ply"
     write_vertex_ply(path, columns, [plyfile.PlyElement.describe(faces, "face")])
-    gaussians = read_ply(path)
+    gaussians = read_ply(path, keep_file_frame=True)
     assert len(gaussians) == 6 and gaussians.sh_degree == 1
     assert np.array_equal(gaussians.opacities.numpy(), columns["opacity"])
     assert np.array_equal(gaussians.shN[:, 2, 1].numpy(), columns["f_rest_5"])  # G channel, third coefficient
@@ -216,7 +218,7 @@ def test_reads_ascii_ply(tmp_path: Path) -> None:
     for name, values in columns.items():
         records[name] = values
     plyfile.PlyData([plyfile.PlyElement.describe(records, "vertex")], text=True).write(str(path))
-    assert np.allclose(read_ply(path).means[:, 1].numpy(), columns["y"])
+    assert np.allclose(read_ply(path, keep_file_frame=True).means[:, 1].numpy(), columns["y"])
 
 
 # ---- bad input files ----------------------------------------------------------------------------

@@ -1,6 +1,9 @@
-"""Files in and out: 3DGS PLY (INRIA layout), antimatter15 `.splat`, atomic writes.
+"""Files in and out: 3DGS PLY (INRIA layout; SuperSplat's compressed PLY read too), antimatter15
+`.splat`, asset frames, atomic writes.
 
-`export_asset` is what `splatgen export IN.ply --out OUT.{ply,splat} [--sh-degree K]` runs.
+`read_asset` is how every command reads an asset (`view`, `export`, `render`, `--init ply`): by
+suffix, `.splat` or a PLY of either layout, always returned in splatgen's world frame.
+`export_asset` is what `splatgen export IN --out OUT.{ply,splat} [--sh-degree K] [--frame F]` runs.
 Every user-fixable problem raises a `splatgen.errors.SplatgenError` with a one-line message.
 """
 
@@ -14,8 +17,10 @@ from splatgen.errors import UnsupportedFormat
 from splatgen.io.atomic import atomic_path, atomic_write, write_bytes_atomic, write_text_atomic
 from splatgen.io.ply import NonFiniteDropped, WriteReport, ply_property_names, read_ply, write_ply
 from splatgen.io.splat import read_splat, write_splat
+from splatgen.scene.frames import DEFAULT_FRAME
 
 EXPORT_FORMATS = (".ply", ".splat")
+READ_FORMATS = (".ply", ".splat")
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -24,6 +29,7 @@ __all__ = [
     "atomic_path",
     "atomic_write",
     "export_asset",
+    "read_asset",
     "ply_property_names",
     "read_ply",
     "read_splat",
@@ -34,11 +40,30 @@ __all__ = [
 ]
 
 
-def export_asset(
-    in_path: str | os.PathLike[str], out_path: str | os.PathLike[str], sh_degree: int | None = None
-) -> str:
-    """Convert a 3DGS PLY to `out_path`, format chosen by its suffix (.ply or .splat); return a summary line.
+def read_asset(path: str | os.PathLike[str]):
+    """The Gaussians of a `.ply` (INRIA or compressed layout) or `.splat` file, in splatgen's world frame.
 
+    Raises `UnsupportedFormat` for another suffix and `BadAssetFile` for a bad file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".splat":
+        return read_splat(path)
+    if suffix == ".ply":
+        return read_ply(path)
+    raise UnsupportedFormat(f"{path}: cannot read {suffix or '(no suffix)'!r} files; give a .ply or .splat")
+
+
+def export_asset(
+    in_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    sh_degree: int | None = None,
+    frame: str = DEFAULT_FRAME,
+) -> str:
+    """Convert an asset (`read_asset`) to `out_path`, format chosen by its suffix (.ply or .splat); return a summary.
+
+    `frame` is the written file's frame (`splatgen.scene.frames`): the input's recorded frame is
+    undone on reading, so converting between frames is one command.
     `sh_degree` sets the PLY's SH degree (None keeps the input's); `.splat` stores colour only,
     so it ignores `sh_degree` and says so. Raises `UnsupportedFormat` for another suffix (before
     reading anything), `BadAssetFile` for a bad input, `OutputError` if the output cannot be
@@ -48,10 +73,13 @@ def export_asset(
     suffix = out_path.suffix.lower()
     if suffix not in EXPORT_FORMATS:
         raise UnsupportedFormat(f"{out_path}: unknown output format {suffix or '(no suffix)'!r}; use .ply or .splat")
-    gaussians = read_ply(in_path)
+    gaussians = read_asset(in_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NonFiniteDropped)  # reported in the summary instead
-        report = write_ply(out_path, gaussians, sh_degree) if suffix == ".ply" else write_splat(out_path, gaussians)
+        if suffix == ".ply":
+            report = write_ply(out_path, gaussians, sh_degree, frame=frame)
+        else:
+            report = write_splat(out_path, gaussians, frame=frame)
     summary = f"{report.summary()} (from {in_path}, SH degree {gaussians.sh_degree})"
     if suffix == ".splat" and sh_degree is not None:
         summary += "; --sh-degree ignored: .splat stores colour only"

@@ -11,6 +11,11 @@ Values are raw (what the optimiser holds): logit opacity, log scales, wxyz quate
 then green, then blue. SuperSplat, the three.js / Unity / Unreal splat plugins and nerfstudio
 read this layout.
 
+Frames: files are written in a named frame (`splatgen.scene.frames`; default `inria`, -y up, which
+SuperSplat shows upright) and say so in a header line `comment splatgen frame NAME`. Reading
+converts to splatgen's world frame (+y up) from the recorded frame, or from `inria` when a file
+has no record (what 3DGS PLYs from other tools hold), so every file shows upright in `view`.
+
 Writing drops rows holding NaN or Inf (a viewer would choke on them) and reports how many: the
 returned `WriteReport.dropped`, plus a `NonFiniteDropped` warning so it cannot go unnoticed.
 Writes are atomic. Every problem with an input file raises `BadAssetFile` with one line that
@@ -31,6 +36,7 @@ import torch
 
 from splatgen.errors import BadAssetFile, SplatgenError
 from splatgen.io.atomic import atomic_write
+from splatgen.scene.frames import DEFAULT_FRAME, FRAME_UP, FRAMES, WORLD_FRAME, convert_frame
 from splatgen.scene.gaussians import MAX_SH_DEGREE, Gaussians, num_sh_bases
 
 POSITION = ("x", "y", "z")
@@ -42,6 +48,7 @@ ROTATION = ("rot_0", "rot_1", "rot_2", "rot_3")
 REQUIRED = POSITION + SH_DC + OPACITY + SCALES + ROTATION
 VALID_REST_COUNTS = tuple(3 * (num_sh_bases(degree) - 1) for degree in range(MAX_SH_DEGREE + 1))  # (0, 9, 24, 45)
 _REST_NAME = re.compile(r"f_rest_(\d+)$")
+_FRAME_COMMENT = re.compile(r"^splatgen frame (\S+)")
 
 
 class NonFiniteDropped(UserWarning):
@@ -56,10 +63,14 @@ class WriteReport:
     written: int  # Gaussians in the file
     dropped: int  # rows left out because they held NaN/Inf
     sh_degree: int  # SH degree stored in the file (0 for .splat)
+    frame: str = DEFAULT_FRAME  # the file's frame (`splatgen.scene.frames`)
 
     def summary(self) -> str:
         size = self.path.stat().st_size if self.path.exists() else 0
-        line = f"wrote {self.path}: {self.written:,} Gaussians, SH degree {self.sh_degree}, {_format_size(size)}"
+        line = (
+            f"wrote {self.path}: {self.written:,} Gaussians, SH degree {self.sh_degree}, frame {self.frame} "
+            f"({FRAME_UP[self.frame]} up), {_format_size(size)}"
+        )
         if self.dropped:
             line += f"; dropped {self.dropped:,} with NaN/Inf values"
         return line
@@ -73,6 +84,27 @@ def ply_property_names(sh_degree: int) -> list[str]:
     """The INRIA vertex property names, in file order, for an SH degree."""
     rest = [f"f_rest_{i}" for i in range(3 * (num_sh_bases(sh_degree) - 1))]
     return [*POSITION, *NORMALS, *SH_DC, *rest, *OPACITY, *SCALES, *ROTATION]
+
+
+def frame_comment(frame: str) -> str:
+    """The header comment that records a file's frame."""
+    return f"splatgen frame {frame} ({FRAME_UP[frame]} up)"
+
+
+def recorded_frame(path: Path, comments: list[str]) -> str:
+    """The frame a file's header records; `DEFAULT_FRAME` when it records none."""
+    for comment in comments:
+        if match := _FRAME_COMMENT.match(comment.strip()):
+            name = match.group(1)
+            if name not in FRAMES:
+                raise BadAssetFile(f"{path}: unknown frame {name!r} in the header; known: {', '.join(FRAMES)}")
+            return name
+    return DEFAULT_FRAME
+
+
+def check_frame(frame: str) -> None:
+    if frame not in FRAMES:
+        raise SplatgenError(f"unknown frame {frame!r}; use one of: {', '.join(FRAMES)}")
 
 
 def check_sh_degree(sh_degree: int | None) -> None:
@@ -129,30 +161,35 @@ def _vertex_columns(gaussians: Gaussians) -> np.ndarray:
     return torch.cat(columns, dim=1).numpy().astype("<f4", copy=False)
 
 
-def write_ply(path: str | os.PathLike[str], gaussians: Gaussians, sh_degree: int | None = None) -> WriteReport:
-    """Write `gaussians` as an INRIA-layout 3DGS PLY (INRIA `gaussian_model.py` `save_ply`).
+def write_ply(
+    path: str | os.PathLike[str], gaussians: Gaussians, sh_degree: int | None = None, frame: str = DEFAULT_FRAME
+) -> WriteReport:
+    """Write `gaussians` (splatgen's world frame) as an INRIA-layout 3DGS PLY (INRIA `gaussian_model.py` `save_ply`).
 
-    `sh_degree` None keeps the stored degree; lower drops bands, higher pads zeros. Rows with
+    `frame` names the file's frame (rotated into, and recorded in the header); `sh_degree` None
+    keeps the stored degree; lower drops bands, higher pads zeros. Rows with
     NaN/Inf are dropped (see `WriteReport.dropped` and the `NonFiniteDropped` warning); if every
     row would be dropped, `SplatgenError` is raised and nothing is written. Atomic: on failure
     `path` keeps its previous bytes.
     """
     path = Path(path)
     check_sh_degree(sh_degree)
+    check_frame(frame)
     gaussians = as_float32_cpu(gaussians)
     if sh_degree is not None:
         gaussians = gaussians.with_sh_degree(sh_degree)
     gaussians, dropped = drop_nonfinite(gaussians, path)
+    gaussians = convert_frame(gaussians, WORLD_FRAME, frame)
     names = ply_property_names(gaussians.sh_degree)
     values = _vertex_columns(gaussians)  # [N, P]
     records = values.view(np.dtype([(name, "<f4") for name in names]))[:, 0]  # [N] structured, no copy
     element = plyfile.PlyElement.describe(records, "vertex")
     with atomic_write(path, "wb") as handle:
-        plyfile.PlyData([element], text=False, byte_order="<").write(handle)
-    return WriteReport(path=path, written=len(gaussians), dropped=dropped, sh_degree=gaussians.sh_degree)
+        plyfile.PlyData([element], text=False, byte_order="<", comments=[frame_comment(frame)]).write(handle)
+    return WriteReport(path=path, written=len(gaussians), dropped=dropped, sh_degree=gaussians.sh_degree, frame=frame)
 
 
-def _load_vertex_element(path: Path) -> plyfile.PlyElement:
+def load_ply_data(path: Path) -> plyfile.PlyData:
     """Parse the file with plyfile; every failure becomes one `BadAssetFile` line."""
     if not path.exists():
         raise BadAssetFile(f"{path}: no such file")
@@ -172,7 +209,7 @@ def _load_vertex_element(path: Path) -> plyfile.PlyElement:
         raise BadAssetFile(f"{path}: {_describe_parse_error(error)}") from error
     if "vertex" not in data:
         raise BadAssetFile(f"{path}: no 'vertex' element, so no Gaussians")
-    return data["vertex"]
+    return data
 
 
 def _looks_like_ply(head: bytes) -> bool:
@@ -206,16 +243,28 @@ def _column(path: Path, vertex: plyfile.PlyElement, name: str) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def read_ply(path: str | os.PathLike[str]) -> Gaussians:
-    """Read an INRIA-layout 3DGS PLY (INRIA `gaussian_model.py` `load_ply`) into raw `Gaussians`.
+def read_ply(path: str | os.PathLike[str], keep_file_frame: bool = False) -> Gaussians:
+    """Read a 3DGS PLY into raw `Gaussians` in splatgen's world frame (+y up), or as stored with `keep_file_frame`.
 
-    Normals and extra properties (and extra elements) are ignored; the SH degree comes from the
-    number of f_rest_* properties. float32 values come back bit-exact. Raises `BadAssetFile`
-    for a missing, non-PLY, corrupt or truncated file, a missing required property, a wrong
-    f_rest count, or zero vertices.
+    Two layouts: INRIA's (`gaussian_model.py` `load_ply`) and SuperSplat's compressed PLY
+    (`splatgen.io.compressed_ply`). The file's frame is read from its header (`inria` when it
+    records none) and rotated into the world frame. Normals and extra properties (and extra
+    elements) are ignored; the SH degree comes from the number of f_rest_* properties. float32
+    values of an `inria` or `opengl` file come back bit-exact. Raises `BadAssetFile` for a missing,
+    non-PLY, corrupt or truncated file, a missing required property, a wrong f_rest count, or
+    zero vertices.
     """
+    from splatgen.io.compressed_ply import decode_compressed_ply, is_compressed_ply
+
     path = Path(path)
-    vertex = _load_vertex_element(path)
+    data = load_ply_data(path)
+    frame = recorded_frame(path, data.comments)
+    gaussians = decode_compressed_ply(path, data) if is_compressed_ply(data) else decode_inria_ply(path, data["vertex"])
+    return gaussians if keep_file_frame else convert_frame(gaussians, frame, WORLD_FRAME)
+
+
+def decode_inria_ply(path: Path, vertex: plyfile.PlyElement) -> Gaussians:
+    """The INRIA-layout vertex element as raw `Gaussians`, in the file's own frame."""
     names = [prop.name for prop in vertex.properties]
     missing = [name for name in REQUIRED if name not in names]
     if missing:

@@ -10,7 +10,9 @@
 
 Records are sorted by descending exp(sum of log scales) * sigmoid(opacity), the converter's
 order (here computed in log space, which gives the same order without overflow). Higher SH bands
-are not stored. Writes are atomic and drop rows holding NaN/Inf, like `write_ply`.
+are not stored. Writes are atomic and drop rows holding NaN/Inf, like `write_ply`. The format has
+no header, so the frame cannot be recorded: files are written in `frame` (default `inria`, as
+antimatter15's converter passes INRIA PLY coordinates through) and read as `inria`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import torch
 
 from splatgen.errors import BadAssetFile
 from splatgen.io.atomic import write_bytes_atomic
-from splatgen.io.ply import WriteReport, as_float32_cpu, drop_nonfinite
+from splatgen.io.ply import WriteReport, as_float32_cpu, check_frame, drop_nonfinite
+from splatgen.scene.frames import DEFAULT_FRAME, WORLD_FRAME, convert_frame
 from splatgen.scene.gaussians import SH_C0, Gaussians
 
 SPLAT_RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rotation", "u1", 4)])
@@ -61,23 +64,27 @@ def encode_splat(gaussians: Gaussians) -> np.ndarray:
     return records
 
 
-def write_splat(path: str | os.PathLike[str], gaussians: Gaussians) -> WriteReport:
+def write_splat(path: str | os.PathLike[str], gaussians: Gaussians, frame: str = DEFAULT_FRAME) -> WriteReport:
     """Write an antimatter15 `.splat` file (antimatter15/splat `convert.py` `process_ply_to_splat`).
+
+    `gaussians` are in splatgen's world frame; the file holds them rotated into `frame`.
 
     Rows with NaN/Inf, or whose exp(log scale) overflows float32, are dropped (see
     `WriteReport.dropped` and the `NonFiniteDropped` warning); all rows dropped raises
     `SplatgenError` and writes nothing. Atomic.
     """
     path = Path(path)
+    check_frame(frame)
     gaussians = as_float32_cpu(gaussians)
     valid = gaussians.finite_mask() & torch.isfinite(torch.exp(gaussians.scales)).all(dim=1)  # [N]
     gaussians, dropped = drop_nonfinite(gaussians, path, valid)
-    write_bytes_atomic(path, encode_splat(gaussians).tobytes())
-    return WriteReport(path=path, written=len(gaussians), dropped=dropped, sh_degree=0)
+    write_bytes_atomic(path, encode_splat(convert_frame(gaussians, WORLD_FRAME, frame)).tobytes())
+    return WriteReport(path=path, written=len(gaussians), dropped=dropped, sh_degree=0, frame=frame)
 
 
-def read_splat(path: str | os.PathLike[str]) -> Gaussians:
-    """Decode a `.splat` file back to raw Gaussians (SH degree 0), up to its 8-bit quantisation.
+def read_splat(path: str | os.PathLike[str], frame: str = DEFAULT_FRAME) -> Gaussians:
+    """Decode a `.splat` file (held in `frame`) to raw Gaussians in splatgen's world frame (SH degree 0),
+    up to its 8-bit quantisation.
 
     rgb = byte / 255, opacity = byte / 255 (kept inside (0, 1)), quaternion = (byte - 128) / 128
     (not renormalised). Raises `BadAssetFile` for a missing or empty file or a size that is not
@@ -93,7 +100,7 @@ def read_splat(path: str | os.PathLike[str]) -> Gaussians:
     rgba = torch.from_numpy(records["rgba"].astype(np.float32) / 255.0)  # [N, 4]
     alpha = rgba[:, 3].clamp(_ALPHA_EPSILON, 1.0 - _ALPHA_EPSILON)  # [N]
     n = len(records)
-    return Gaussians(
+    gaussians = Gaussians(
         means=torch.from_numpy(records["position"].copy()),  # [N, 3]
         scales=torch.log(torch.from_numpy(records["scale"].copy())),  # [N, 3]
         quats=torch.from_numpy((records["rotation"].astype(np.float32) - 128.0) / 128.0),  # [N, 4]
@@ -101,3 +108,4 @@ def read_splat(path: str | os.PathLike[str]) -> Gaussians:
         sh0=((rgba[:, :3] - 0.5) / SH_C0).reshape(n, 1, 3),  # [N, 1, 3]
         shN=torch.zeros(n, 0, 3),
     )
+    return convert_frame(gaussians, frame, WORLD_FRAME)

@@ -18,7 +18,8 @@ import tyro
 from rich.console import Console
 
 from splatgen.errors import SplatgenError
-from splatgen.io.ply import finite_only, read_ply
+from splatgen.io import read_asset
+from splatgen.io.ply import finite_only
 from splatgen.scene.gaussians import Gaussians, num_sh_bases, rgb_to_sh0
 from splatgen.scene.shap_e import ShapEInit, shap_e_gaussians
 
@@ -73,11 +74,11 @@ def random_ball(init: BallInit, sh_degree: int, generator: torch.Generator) -> G
 
 @dataclass
 class PlyInit:
-    """Start from an existing 3DGS PLY (INRIA layout), e.g. a previous run's asset."""
+    """Start from an existing asset (3DGS PLY, SuperSplat compressed PLY or .splat), e.g. a previous run's."""
 
     config_name = "ply"
     path: Path = Path("assets/sample.ply")
-    """The PLY to start from."""
+    """The .ply / .compressed.ply / .splat to start from."""
 
 
 Init = (
@@ -94,7 +95,7 @@ def initial_gaussians(
     if isinstance(init, BallInit):
         gaussians = random_ball(init, sh_degree, generator)
     elif isinstance(init, PlyInit):
-        gaussians = finite_only(read_ply(init.path), init.path).with_sh_degree(
+        gaussians = finite_only(read_asset(init.path), init.path).with_sh_degree(
             sh_degree
         )  # NaN rows would poison the run
         console.print(f"starting from {init.path} ({len(gaussians):,} Gaussians)")

@@ -24,6 +24,7 @@ from splatgen.prompts import PromptConfig
 from splatgen.render import Backend, BackgroundKind
 from splatgen.scene.cameras import OrbitSampler
 from splatgen.scene.densify import DensifyConfig
+from splatgen.scene.frames import DEFAULT_FRAME, Frame
 from splatgen.scene.gaussians import MAX_SH_DEGREE
 from splatgen.scene.init import BallInit, Init
 from splatgen.train.limits import check_numbers
@@ -84,6 +85,8 @@ class TrainConfig:
     """Also write a textured mesh <name>.glb beside the PLY, at the end and on Ctrl-C (options: --mesh.*)."""
     mesh: MeshOptions = field(default_factory=MeshOptions)
     """How --export-mesh meshes the asset (the options of `splatgen export x.glb`)."""
+    export_frame: Frame = DEFAULT_FRAME
+    """Frame of the written PLY: inria = -y up (SuperSplat, PlayCanvas), opengl = +y up (three.js, glTF), blender = +z up."""
     background: BackgroundKind = "random"
     """Render background: black, white, or a random colour per view (discourages background-coloured floaters)."""
     objective: ObjectiveChoice = field(default_factory=DSDS)

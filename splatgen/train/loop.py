@@ -331,7 +331,7 @@ def _describe_refinement(record: dict) -> str:
 
 def _export(run: RunFolder, splats, config: TrainConfig, console: Console) -> Path:
     gaussians = Gaussians.from_parameters(splats)
-    write_ply(run.ply_path, gaussians, sh_degree=config.export_sh_degree)
+    write_ply(run.ply_path, gaussians, sh_degree=config.export_sh_degree, frame=config.export_frame)
     if config.export_mesh:
         from splatgen.export import write_mesh
 

@@ -25,7 +25,7 @@ import torch
 import tyro
 from rich.console import Console
 
-from splatgen.io.ply import read_ply
+from splatgen.io import read_asset
 from splatgen.scene.cameras import CameraBatch, OrbitSampler, sample_cameras
 from splatgen.scene.gaussians import SPLAT_KEYS, Gaussians, rgb_to_sh0
 from splatgen.viewer.live import LiveViewer, ViewerConfig
@@ -212,7 +212,7 @@ def cost_report(viewer: LiveViewer, training: SimulatedTraining, elapsed: float,
 def run_demo(config: DemoConfig, console: Console | None = None) -> str:
     """Serve the simulated run; returns the cost report (empty if stopped by Ctrl-C before the end)."""
     console = console if console is not None else Console()
-    target = read_ply(config.ply) if config.ply is not None else marker_ball(config.gaussians)
+    target = read_asset(config.ply) if config.ply is not None else marker_ball(config.gaussians)
     run_dir = Path(tempfile.mkdtemp(prefix="splatgen-viewer-demo-"))
     try:
         report = serve_simulation(config, target, run_dir, console)

@@ -1,4 +1,4 @@
-"""`splatgen view FILE.ply`: show any INRIA-layout 3DGS PLY in the browser until Ctrl-C."""
+"""`splatgen view FILE`: show a 3DGS PLY, SuperSplat compressed PLY or .splat in the browser until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import viser
 from rich.console import Console
 from rich.markup import escape
 
-from splatgen.io.ply import finite_only, read_ply
+from splatgen.io import read_asset
+from splatgen.io.ply import finite_only
 from splatgen.scene.gaussians import SPLAT_KEYS, Gaussians
 from splatgen.viewer.convert import framing_for
 from splatgen.viewer.layers import SplatLayer
@@ -21,10 +22,10 @@ from splatgen.viewer.server import new_token, start_server, stop_server, url_for
 
 @dataclass
 class ViewCommand:
-    """Show a 3DGS PLY file (INRIA layout, any SH degree) in the browser until Ctrl-C."""
+    """Show a 3DGS asset (.ply of any SH degree, .compressed.ply, .splat) in the browser until Ctrl-C."""
 
     path: tyro.conf.Positional[Path]
-    """The .ply file to show."""
+    """The file to show (.ply, .compressed.ply or .splat)."""
     host: str = "127.0.0.1"
     """Address to listen on. Anything but loopback lets whoever can reach it see the asset."""
     port: int = 8080
@@ -75,14 +76,14 @@ def serve_ply(
     block: bool = True,
     token: str | None = None,
 ) -> PlyViewer:
-    """Load `path` with `read_ply` (a bad file raises `BadAssetFile` before any server starts) and serve it.
+    """Load `path` with `read_asset` (a bad file raises `BadAssetFile` before any server starts) and serve it.
 
     `block=True` prints the URL and serves until Ctrl-C, then stops cleanly and returns the closed
     viewer; `block=False` returns the running viewer at once (call `close()`).
     """
     console = console if console is not None else Console()
     path = Path(path)
-    gaussians = finite_only(read_ply(path), path)
+    gaussians = finite_only(read_asset(path), path)
     token = new_token() if token == "auto" else token
     server = start_server(host, port, console, framing_for(gaussians.means), exposed=f"see {path.name}", token=token)
     viewer = PlyViewer(server, host, gaussians, token)
