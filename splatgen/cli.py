@@ -20,13 +20,16 @@ Ctrl-C exits with 130 after saving what there is.
 
 from __future__ import annotations
 
+import difflib
 import sys
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import tyro
 from rich.console import Console
+from rich.markup import escape
 
 from splatgen.errors import SplatgenError, UnsupportedFormat
 from splatgen.eval.settings import EvalSettings
@@ -36,10 +39,28 @@ from splatgen.io.run_folder import RunFolder
 from splatgen.prompts import DebiasConfig
 from splatgen.render import BackgroundKind
 from splatgen.scene.frames import DEFAULT_FRAME, Frame
+from splatgen.tiny_models import TINY_MODEL_ID
 from splatgen.train.config import TrainConfig
 from splatgen.viewer import ViewCommand
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+COMMANDS = ("train", "export", "render", "view", "debias", "eval", "report", "compare")
+
+
+class UnknownCommand(SplatgenError):
+    """The first argument is not one of `COMMANDS`."""
+
+
+def train_description() -> str:
+    """The top of `splatgen train --help`: the options handled before tyro, and the short aliases."""
+    presets = ", ".join(sorted(path.stem for path in PRESETS_DIR.glob("*.yaml"))) or "none"
+    return (
+        f"{TrainConfig.__doc__}\n\n"
+        f"--preset NAME: start from a preset ({presets}) or a .yaml file; flags given after it override it.\n"
+        "--resume DIR: continue the run in DIR from its last checkpoint, with its saved config.\n"
+        "Short forms: --no-debias = --prompts.no-debias; --no-viewer = --viewer.no-enabled; --lm = --prompts.lm; "
+        "--init ball|ply|shap-e = init:ball|ply|shap-e."
+    )
 
 
 @dataclass
@@ -305,6 +326,7 @@ def parse_train_args(args: list[str]) -> TrainConfig:
         args=_expand_aliases(args),
         default=default,
         prog="splatgen train",
+        description=train_description(),
         config=(tyro.conf.CascadeSubcommandArgs,),
     )
     if resume is not None:
@@ -335,6 +357,10 @@ def out_of_memory_advice(config: TrainConfig) -> str:
 
 
 def run_train(config: TrainConfig, console: Console) -> None:
+    try:
+        config.validate()  # a bad value is one line before torch is even imported
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
     import torch
 
     from splatgen.train.loop import train
@@ -347,7 +373,8 @@ def run_train(config: TrainConfig, console: Console) -> None:
         console.print(
             f"[green]done[/]: {result.steps_completed} steps in {result.seconds:.1f} s "
             f"({result.steps_per_second:.2f} it/s) -> {result.ply_path}"
-            + (f"; {result.skipped_steps} steps skipped for NaN/Inf" if result.skipped_steps else ""),
+            + (f"; {result.skipped_steps} steps skipped for NaN/Inf" if result.skipped_steps else "")
+            + (" (noise: made with the tiny random test models)" if config.prior.model == TINY_MODEL_ID else ""),
             highlight=False,
         )
     from splatgen.report import write_run_report
@@ -357,21 +384,31 @@ def run_train(config: TrainConfig, console: Console) -> None:
         raise KeyboardInterrupt
 
 
+def check_command(args: list[str]) -> None:
+    """Refuse a mistyped command with the nearest one, before tyro lists every flag it knows."""
+    if not args or args[0].startswith("-") or args[0] in COMMANDS:
+        return
+    close = difflib.get_close_matches(args[0], COMMANDS, n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise UnknownCommand(f"unknown command {args[0]!r}; {hint}the commands are {', '.join(COMMANDS)}")
+
+
 def one_line_warnings(console: Console) -> None:
     """Python warnings print as `warning: <message>` on one line (no file, line number or source)."""
-    import warnings
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
-        console.print(f"[yellow]warning:[/] {' '.join(str(message).split())}", highlight=False, soft_wrap=True)
+        text = escape(" ".join(str(message).split()))  # a path with [brackets] is not read as markup
+        console.print(f"[yellow]warning:[/] {text}", highlight=False, soft_wrap=True)
 
     warnings.showwarning = show
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    console = Console()
+    console = Console(soft_wrap=True)  # piped output is not hard-wrapped at 80 columns: paths stay whole
     one_line_warnings(console)
     try:
+        check_command(args)
         if args and args[0] == "train":
             run_train(parse_train_args(args[1:]), console)
             return 0

@@ -286,22 +286,24 @@ def wait_until_served(url: str, timeout_s: float) -> bool:
 
 
 def assert_splats_drawn_during(
-    run: Callable[[], Result],
+    run: Callable[[threading.Event], Result],
     url: str,
     tmp_path: Path,
     min_coverage: float = 0.02,
     name: str = "run.png",
-    timeout_s: float = 120.0,
+    timeout_s: float = 240.0,
 ) -> Result:
-    """Call `run()` (say, a short training run with its viewer on `url`) while a thread screenshots the page.
+    """Call `run(seen)` (say, a short training run with its viewer on `url`) while a thread screenshots the page.
 
     The thread waits for the viewer to answer, then captures until splats cover `min_coverage` of
-    the scene region. Fails unless they did before `run()` returned (give the run enough steps:
-    Chromium needs ~5-10 s to start and draw on two busy cores). Returns `run()`'s result.
+    the scene region, and sets `seen`. The run keeps its viewer up until `seen` is set (a condition,
+    not a duration, so a loaded machine only makes it slower): see `stop_when` and `hold_last_step`.
+    Everything waits at most `timeout_s`. Returns `run`'s result.
     """
     png_path = Path(tmp_path) / name
     captured: dict[str, object] = {}
     run_finished = threading.Event()
+    seen = threading.Event()
 
     def watch() -> None:
         try:
@@ -312,11 +314,13 @@ def assert_splats_drawn_during(
                 )
         except Exception as error:
             captured["error"] = error
+        finally:
+            seen.set()
 
     watcher = threading.Thread(target=watch, name="browser-watcher", daemon=True)
     watcher.start()
     try:
-        result = run()
+        result = run(seen)
     finally:
         run_finished.set()
         watcher.join(timeout_s)
@@ -327,6 +331,16 @@ def assert_splats_drawn_during(
         f"only {coverage:.2%} of the scene region was drawn during the run (see {png_path})"
     )
     return result
+
+
+def hold_last_step(seen: threading.Event, steps: int, timeout_s: float = 240.0) -> Callable[[int], None]:
+    """A training `on_step` hook that keeps the run (and its viewer) at its last step until `seen`."""
+
+    def on_step(step: int) -> None:
+        if step >= steps - 1:
+            seen.wait(timeout_s)
+
+    return on_step
 
 
 def main() -> None:

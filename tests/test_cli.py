@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from conftest import REPO
@@ -106,3 +109,86 @@ def test_out_of_memory_is_reported_with_settings_that_need_less(monkeypatch, tmp
     assert main(["train", "--prompt", "a corgi", "--out", str(tmp_path / "run"), "--batch-size", "4"]) == 2
     printed = " ".join(capsys.readouterr().out.split())
     assert "ran out of memory" in printed and "--batch-size 2" in printed and "--render-size 256" in printed
+
+
+# ---- the first hour: help, typos, summaries, warnings -------------------------------------------
+
+
+def test_train_help_opens_with_preset_resume_and_the_short_forms(capsys):
+    text = help_text(capsys, ["train", "--help"])
+    top = text[: text.index("options")]
+    for flag in ("--preset NAME", "smoke", "--resume DIR", "--no-debias = --prompts.no-debias", "--no-viewer", "--lm"):
+        assert flag in top, flag
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("trian", "train"), ("exprot", "export"), ("veiw", "view")])
+def test_a_mistyped_command_names_the_right_one_on_one_line(capsys, typed, meant):
+    assert main([typed, "--prompt", "x"]) == 2
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1 and f"did you mean '{meant}'?" in printed and "--prior" not in printed
+
+
+def test_render_prints_a_summary_not_a_repr(tmp_path, capsys):
+    assert main(["render", str(SAMPLE), "--out", str(tmp_path), "--frames", "4", "--resolution", "32"]) == 0
+    printed = capsys.readouterr().out
+    assert "TurntableResult" not in printed and "PosixPath" not in printed
+    assert printed.startswith(f"wrote {tmp_path / 'turntable.mp4'} (4 frames, 32 px)")
+
+
+def test_piped_output_keeps_long_paths_on_one_line(tmp_path):
+    deep = tmp_path / ("a-folder-with-a-long-name-" * 4) / "asset.splat"
+    deep.parent.mkdir(parents=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "splatgen.cli", "export", str(SAMPLE), "--out", str(deep)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 1 and str(deep) in done.stdout
+
+
+def test_warnings_print_as_one_line(capsys):
+    import warnings
+
+    from rich.console import Console
+
+    from splatgen.cli import one_line_warnings
+
+    saved = warnings.showwarning
+    try:
+        one_line_warnings(Console(soft_wrap=True))
+        warnings.warn_explicit("a.ply: dropped 3 of 9 Gaussians\n holding NaN", UserWarning, "x.py", 1)
+    finally:
+        warnings.showwarning = saved
+    assert capsys.readouterr().out == "warning: a.ply: dropped 3 of 9 Gaussians holding NaN\n"
+
+
+def test_gsplat_backend_on_cpu_is_one_line_and_creates_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--prompt", "a corgi", "--out", str(out), "--device", "cpu", "--render-backend", "gsplat"]
+    assert main(args) == 2
+    printed = capsys.readouterr().out
+    assert (
+        printed.count("\n") == 1
+        and "--render-backend gsplat needs a CUDA GPU" in printed
+        and "Traceback" not in printed
+    )
+    assert not out.exists()
+
+
+def test_an_existing_folder_that_is_not_a_run_gets_a_warning(tmp_path):
+    from rich.console import Console
+
+    from splatgen.train.assemble import plan_run_folder
+    from splatgen.train.config import TrainConfig
+
+    (tmp_path / "notes.txt").write_text("mine")
+    console = Console(record=True, width=200)
+    plan_run_folder(TrainConfig(prompt="a corgi", out=tmp_path), console)
+    assert "is not a splatgen run folder" in console.export_text()
+    (tmp_path / "config.yaml").write_text("prompt: a corgi\n")  # a run folder (no checkpoint yet): no warning
+    quiet = Console(record=True, width=200)
+    plan_run_folder(TrainConfig(prompt="a corgi", out=tmp_path), quiet)
+    assert quiet.export_text() == "" and (tmp_path / "notes.txt").read_text() == "mine"

@@ -27,6 +27,7 @@ from browser import (
     browser_test,
     color_fraction,
     free_port,
+    hold_last_step,
     near,
     scene_coverage,
     scene_region,
@@ -530,8 +531,10 @@ def test_browser_shows_a_live_run_with_its_cameras(tmp_path: Path) -> None:
 @browser_test
 def test_browser_watches_a_run_whose_viewer_lives_inside_it(tmp_path: Path) -> None:
     port = free_port()
-    demo = DemoConfig(gaussians=2000, seconds=15.0, viewer=ViewerConfig(port=port, update_hz=2.0))
-    report = assert_splats_drawn_during(lambda: run_demo(demo, quiet_console()), f"http://127.0.0.1:{port}", tmp_path)
+    demo = DemoConfig(gaussians=2000, seconds=240.0, viewer=ViewerConfig(port=port, update_hz=2.0))  # a deadline
+    report = assert_splats_drawn_during(
+        lambda seen: run_demo(demo, quiet_console(), stop=seen), f"http://127.0.0.1:{port}", tmp_path
+    )
     assert "achieved rate" in report
 
 
@@ -570,7 +573,9 @@ def test_live_viewer_of_a_real_tiny_training_run_draws_splats(tmp_path, tiny_mod
         viewer=ViewerConfig(port=port, update_hz=4.0),
     )
     result = assert_splats_drawn_during(
-        lambda: train(config, console=Console(quiet=True)), f"http://127.0.0.1:{port}", tmp_path
+        lambda seen: train(config, console=Console(quiet=True), on_step=hold_last_step(seen, config.steps)),
+        f"http://127.0.0.1:{port}",
+        tmp_path,
     )
     assert result.steps_completed == 250
 

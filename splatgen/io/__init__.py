@@ -15,9 +15,21 @@ from pathlib import Path
 
 from splatgen.errors import UnsupportedFormat
 from splatgen.io.atomic import atomic_path, atomic_write, write_bytes_atomic, write_text_atomic
-from splatgen.io.ply import NonFiniteDropped, WriteReport, ply_property_names, read_ply, write_ply
-from splatgen.io.splat import read_splat, write_splat
+from splatgen.lazy import lazy_exports
 from splatgen.scene.frames import DEFAULT_FRAME
+
+__getattr__, __dir__ = lazy_exports(  # the PLY and .splat modules need torch: imported on first use
+    __name__,
+    {
+        "NonFiniteDropped": "splatgen.io.ply",
+        "WriteReport": "splatgen.io.ply",
+        "ply_property_names": "splatgen.io.ply",
+        "read_ply": "splatgen.io.ply",
+        "read_splat": "splatgen.io.splat",
+        "write_ply": "splatgen.io.ply",
+        "write_splat": "splatgen.io.splat",
+    },
+)
 
 EXPORT_FORMATS = (".ply", ".splat")
 READ_FORMATS = (".ply", ".splat")
@@ -45,6 +57,9 @@ def read_asset(path: str | os.PathLike[str]):
 
     Raises `UnsupportedFormat` for another suffix and `BadAssetFile` for a bad file.
     """
+    from splatgen.io.ply import read_ply
+    from splatgen.io.splat import read_splat
+
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".splat":
@@ -73,6 +88,9 @@ def export_asset(
     suffix = out_path.suffix.lower()
     if suffix not in EXPORT_FORMATS:
         raise UnsupportedFormat(f"{out_path}: unknown output format {suffix or '(no suffix)'!r}; use .ply or .splat")
+    from splatgen.io.ply import NonFiniteDropped, write_ply
+    from splatgen.io.splat import write_splat
+
     gaussians = read_asset(in_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NonFiniteDropped)  # reported in the summary instead

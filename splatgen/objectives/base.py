@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
 
-import torch
-
 if TYPE_CHECKING:
+    import torch
+
     from splatgen.objectives.schedules import TimestepSchedule
 
 Weighting = Literal["sds", "uniform", "fantasia3d"]
@@ -38,6 +38,8 @@ class ScoreInputs:
 
 def timestep_weights(weighting: Weighting, timesteps: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """w(t) as [B, 1, 1, 1]: 'sds' 1 - abar (DreamFusion), 'uniform' 1, 'fantasia3d' sqrt(abar)(1 - abar)."""
+    import torch
+
     abar = alphas_cumprod.to(timesteps.device)[timesteps].float()
     if weighting == "sds":
         w = 1.0 - abar
@@ -52,6 +54,8 @@ def timestep_weights(weighting: Weighting, timesteps: torch.Tensor, alphas_cumpr
 
 def reparameterised_loss(latents: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
     """0.5 ||x - (x - g).detach()||^2 summed, divided by the batch: d(loss)/dx = g / B exactly."""
+    import torch
+
     target = (latents - gradient).detach()
     return 0.5 * torch.nn.functional.mse_loss(latents, target, reduction="sum") / latents.shape[0]
 

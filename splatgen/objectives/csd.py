@@ -9,13 +9,14 @@ negative prompt, in ScoreInputs.eps_negative; eps_uncond is then the empty promp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
-
-import torch
+from typing import TYPE_CHECKING, ClassVar
 
 from splatgen.objectives.base import ObjectiveDefaults, ScoreInputs, Weighting, timestep_weights
 from splatgen.objectives.schedules import TimestepSchedule
 from splatgen.objectives.sds import validate_shared_fields
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass

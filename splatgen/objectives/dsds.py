@@ -7,13 +7,14 @@ detail through later: the threshold c rises linearly from 2.0 to 8.0 over the ru
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from splatgen.objectives.base import ObjectiveDefaults, ScoreInputs, Weighting, timestep_weights
 from splatgen.objectives.schedules import TimestepSchedule, truncation_threshold
 from splatgen.objectives.sds import classifier_free_guidance, gaussiandreamer_timesteps, validate_shared_fields
+
+if TYPE_CHECKING:
+    import torch
 
 TruncationPlacement = Literal["weighted", "residual"]
 

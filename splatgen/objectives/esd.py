@@ -9,12 +9,13 @@ entropy of the renders across views discourages every view from collapsing onto 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
-
-import torch
+from typing import TYPE_CHECKING, ClassVar
 
 from splatgen.objectives.base import ScoreInputs
 from splatgen.objectives.vsd import VariationalScoreFields, variational_score_gradient
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass

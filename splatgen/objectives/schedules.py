@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
 
 Annealing = Literal["none", "step", "linear", "sqrt"]
 
@@ -115,6 +117,8 @@ def sample_timesteps(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """One integer t per view, uniform on [min_step, max_step]: [batch] int64 on the generator's device."""
+    import torch
+
     min_step, max_step = timestep_range(schedule, progress, num_train_timesteps)
     device = generator.device if generator is not None else torch.device("cpu")
     return torch.randint(min_step, max_step + 1, (batch,), generator=generator, device=device, dtype=torch.int64)

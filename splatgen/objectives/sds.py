@@ -12,12 +12,13 @@ validation of the fields they have in common.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, get_args
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, get_args
 
 from splatgen.objectives.base import ObjectiveDefaults, ScoreInputs, Weighting, timestep_weights
 from splatgen.objectives.schedules import TimestepSchedule
+
+if TYPE_CHECKING:
+    import torch
 
 
 def classifier_free_guidance(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, guidance_scale: float) -> torch.Tensor:

@@ -11,13 +11,14 @@ mode-disengaging term (scale matching, App. Fig. 22).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
-
-import torch
+from typing import TYPE_CHECKING, ClassVar
 
 from splatgen.objectives.base import ObjectiveDefaults, ScoreInputs, Weighting, timestep_weights
 from splatgen.objectives.schedules import TimestepSchedule
 from splatgen.objectives.sds import validate_shared_fields
+
+if TYPE_CHECKING:
+    import torch
 
 STABLE_DIFFUSION_TRAIN_TIMESTEPS = 1000
 
@@ -57,6 +58,8 @@ def ssd_gradient(config: SSD, inputs: ScoreInputs) -> torch.Tensor:
     with h = <eps_y, eps> / <eps, eps> (Eq. 8). For t >= T_M the arithmetic is CSD's, so
     T_M = 0 gives CSD's gradient bit for bit.
     """
+    import torch
+
     weights = timestep_weights(config.weighting, inputs.timesteps, inputs.alphas_cumprod)  # [B, 1, 1, 1]
     mode_disengaging = inputs.eps_cond - inputs.eps_uncond  # [B, c, h, w]
     noise = inputs.noise.flatten(1)  # [B, n]

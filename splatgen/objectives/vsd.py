@@ -9,13 +9,14 @@ dataclass documents and selects the whole method.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
-
-import torch
+from typing import TYPE_CHECKING, ClassVar
 
 from splatgen.objectives.base import CameraCondition, ObjectiveDefaults, ScoreInputs, Weighting, timestep_weights
 from splatgen.objectives.schedules import TimestepSchedule
 from splatgen.objectives.sds import classifier_free_guidance, validate_shared_fields
+
+if TYPE_CHECKING:
+    import torch
 
 
 def prolificdreamer_timesteps() -> TimestepSchedule:

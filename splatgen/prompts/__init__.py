@@ -9,31 +9,42 @@
 See `docs/prompt-debiasing.md`.
 """
 
-from splatgen.prompts.debias import (
-    DebiasConfig,
-    DebiasResult,
-    PromptConfig,
-    build_view_prompts,
-    print_debias_table,
-    prompt_words,
-    remove_words,
-    run_debias,
-)
-from splatgen.prompts.masked_lm import LanguageModelUnavailableError, MaskedLMViewScorer, ViewScorer
-from splatgen.prompts.perp_neg import PerpNegPlan, PerpNegWeights, perp_neg_conditional, perp_neg_plan
-from splatgen.prompts.ranges import RangeRule, adjust_azimuth_ranges
-from splatgen.prompts.views import (
-    PREFIX_TEMPLATE,
-    SUFFIX_TEMPLATE,
-    VIEW_NAMES,
-    EmptyPromptError,
-    PromptError,
-    ViewPrompts,
-    ViewRanges,
-    assign_views,
-    plain_view_prompts,
-    view_interpolation_weights,
-    view_names,
+from __future__ import annotations
+
+from splatgen.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DebiasConfig": "splatgen.prompts.debias",
+        "DebiasResult": "splatgen.prompts.debias",
+        "EmptyPromptError": "splatgen.prompts.views",
+        "LanguageModelUnavailableError": "splatgen.prompts.masked_lm",
+        "MaskedLMViewScorer": "splatgen.prompts.masked_lm",
+        "PREFIX_TEMPLATE": "splatgen.prompts.views",
+        "PerpNegPlan": "splatgen.prompts.perp_neg",
+        "PerpNegWeights": "splatgen.prompts.perp_neg",
+        "PromptConfig": "splatgen.prompts.debias",
+        "PromptError": "splatgen.prompts.views",
+        "RangeRule": "splatgen.prompts.ranges",
+        "SUFFIX_TEMPLATE": "splatgen.prompts.views",
+        "VIEW_NAMES": "splatgen.prompts.views",
+        "ViewPrompts": "splatgen.prompts.views",
+        "ViewRanges": "splatgen.prompts.views",
+        "ViewScorer": "splatgen.prompts.masked_lm",
+        "adjust_azimuth_ranges": "splatgen.prompts.ranges",
+        "assign_views": "splatgen.prompts.views",
+        "build_view_prompts": "splatgen.prompts.debias",
+        "perp_neg_conditional": "splatgen.prompts.perp_neg",
+        "perp_neg_plan": "splatgen.prompts.perp_neg",
+        "plain_view_prompts": "splatgen.prompts.views",
+        "print_debias_table": "splatgen.prompts.debias",
+        "prompt_words": "splatgen.prompts.debias",
+        "remove_words": "splatgen.prompts.debias",
+        "run_debias": "splatgen.prompts.debias",
+        "view_interpolation_weights": "splatgen.prompts.views",
+        "view_names": "splatgen.prompts.views",
+    },
 )
 
 __all__ = [

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
-
-import torch
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from splatgen.errors import SplatgenError
 from splatgen.io.weights import pickled_refusal
+from splatgen.lazy import inference_mode
 from splatgen.prompts.views import VIEW_NAMES, PromptError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_LM = "bert-base-uncased"
 DEFAULT_PROBE_TEMPLATE = "This image is depicting a [MASK] view of {prompt}"
@@ -130,11 +132,13 @@ class MaskedLMViewScorer:
         masks = " ".join([self.tokenizer.mask_token] * num_masks)
         return self.template.replace(PROMPT_PLACEHOLDER, " ".join(prompt.split())).replace(MASK_PLACEHOLDER, masks)
 
-    @torch.inference_mode()
+    @inference_mode
     def _mask_log_softmax(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask_positions: torch.Tensor
     ) -> torch.Tensor:
         """log-softmax over the vocabulary at the given positions: [N, k, vocab] for positions [N, k]."""
+        import torch
+
         device = next(self.model.parameters()).device
         outputs = []
         for start in range(0, input_ids.shape[0], self.batch_size):
@@ -149,6 +153,8 @@ class MaskedLMViewScorer:
 
     def _piece_log_joints(self, prompts: Sequence[str], num_pieces: int, views: list[str]) -> dict[str, torch.Tensor]:
         """log P(pieces of v) [N] for the views whose words have `num_pieces` pieces, one probe with that many masks."""
+        import torch
+
         texts = [self._probe_text(prompt, num_pieces) for prompt in prompts]
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
         input_ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]  # [N, L]
@@ -174,6 +180,8 @@ class MaskedLMViewScorer:
 
     def view_log_probabilities(self, prompts: Sequence[str]) -> torch.Tensor:  # [N, 4]
         """log P(v | prompt) over VIEW_NAMES, renormalised over the four view words."""
+        import torch
+
         views_by_piece_count: dict[int, list[str]] = {}
         for view in VIEW_NAMES:
             views_by_piece_count.setdefault(len(self.view_piece_ids[view]), []).append(view)

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from splatgen.prompts.views import AZIMUTHAL_VIEWS, VIEW_NAMES, ViewRanges
+
+if TYPE_CHECKING:
+    import torch
 
 PROBABILITY_FLOOR = 1e-6
 
@@ -79,6 +81,8 @@ def adjust_azimuth_ranges(
     rule: RangeRule = RangeRule(),
 ) -> ViewRanges:
     """New front/back boundaries from the LM's view distribution; `base` when the prompt is neutral."""
+    import torch
+
     base.validate()
     rule.validate()
     excess = excess_log_ratios(prompt_probabilities, reference_probabilities, rule.tolerance)  # [3]

@@ -18,12 +18,13 @@ from __future__ import annotations
 import math
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from splatgen.errors import SplatgenError
 from splatgen.scene.cameras import wrap_azimuth
+
+if TYPE_CHECKING:
+    import torch
 
 VIEW_NAMES = ("front", "side", "back", "overhead")
 FRONT, SIDE, BACK, OVERHEAD = range(4)
@@ -190,6 +191,8 @@ def assign_views(
     view_prompts: ViewPrompts | ViewRanges,
 ) -> torch.Tensor:  # [B] int64 indices into VIEW_NAMES
     """The view of each camera (threestudio's rule): side, unless front / back by azimuth; overhead wins."""
+    import torch
+
     ranges = _ranges_of(view_prompts)
     abs_azimuth = wrap_azimuth(azimuth_deg.double()).abs()  # [B]
     views = torch.full(abs_azimuth.shape, SIDE, dtype=torch.int64, device=azimuth_deg.device)
@@ -218,6 +221,8 @@ def view_interpolation_weights(
     Perp-Neg embeddings). The trainer mixes with
     `torch.einsum("bv,vld->bld", weights, view_embeddings)`.
     """
+    import torch
+
     ranges = _ranges_of(view_prompts)
     abs_azimuth = wrap_azimuth(azimuth_deg.double()).abs()  # [B]
     side_center = ranges.side_center_azimuth

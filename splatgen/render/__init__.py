@@ -11,6 +11,6 @@ with gsplat-style `info` and, when asked, expected depth (see `base.py`); `raste
 """
 
 from splatgen.render.base import Backend, BackgroundKind, RenderOutput, make_backgrounds
-from splatgen.render.rasterizer import rasterize, resolve_backend
+from splatgen.render.rasterizer import rasterize, resolve_backend  # torch is imported inside, on first call
 
 __all__ = ["Backend", "BackgroundKind", "RenderOutput", "make_backgrounds", "rasterize", "resolve_backend"]

@@ -22,9 +22,11 @@ This is the one place that decides image layout: the prior converts to [B, 3, H,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
 
 Backend = Literal["auto", "gsplat", "torch"]
 BackgroundKind = Literal["black", "white", "random"]
@@ -42,6 +44,8 @@ def make_backgrounds(
     kind: BackgroundKind, num_cameras: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """Per-camera background colours [C, 3]."""
+    import torch
+
     if kind == "black":
         return torch.zeros(num_cameras, 3, device=device)
     if kind == "white":

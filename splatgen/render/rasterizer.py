@@ -6,17 +6,20 @@ imports gsplat's CUDA path only when it is used.
 
 from __future__ import annotations
 
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from splatgen.render.base import Backend, RenderOutput
 from splatgen.scene.cameras import CameraBatch
 from splatgen.scene.gaussians import ActivatedGaussians
 
+if TYPE_CHECKING:
+    import torch
+
 
 def resolve_backend(backend: Backend, device: torch.device | str) -> Literal["gsplat", "torch"]:
     """'auto' picks gsplat on CUDA tensors and the torch rasterizer otherwise."""
+    import torch
+
     if backend == "auto":
         return "gsplat" if torch.device(device).type == "cuda" else "torch"
     if backend == "gsplat" and torch.device(device).type != "cuda":

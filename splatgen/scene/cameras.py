@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
 
 WORLD_UP = (0.0, 1.0, 0.0)
 MAX_ABS_ELEVATION = 89.0  # the look-at frame is undefined straight above or below
@@ -73,6 +75,8 @@ class CameraBatch:
 
     @property
     def camtoworlds(self) -> torch.Tensor:  # [C, 4, 4]
+        import torch
+
         return torch.linalg.inv(self.viewmats)
 
     def to(self, device: torch.device | str) -> CameraBatch:
@@ -102,11 +106,15 @@ class CameraBatch:
 
 def wrap_azimuth(azimuth_deg: torch.Tensor) -> torch.Tensor:
     """Map degrees to [-180, 180)."""
+    import torch
+
     return torch.remainder(azimuth_deg + 180.0, 360.0) - 180.0
 
 
 def orbit_position(azimuth_deg: torch.Tensor, elevation_deg: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
     """Camera centres [C, 3] on the orbit sphere (azimuth 0 on +z, 90 on +x, +y up)."""
+    import torch
+
     az = torch.deg2rad(azimuth_deg)
     el = torch.deg2rad(elevation_deg.clamp(-MAX_ABS_ELEVATION, MAX_ABS_ELEVATION))
     return distance[:, None] * torch.stack(
@@ -116,6 +124,8 @@ def orbit_position(azimuth_deg: torch.Tensor, elevation_deg: torch.Tensor, dista
 
 def look_at_viewmats(positions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """World-to-camera OpenCV matrices [C, 4, 4] for cameras at `positions` [C, 3] looking at `targets` [C, 3]."""
+    import torch
+
     forward = torch.nn.functional.normalize(targets - positions, dim=-1)  # camera +z
     up = torch.tensor(WORLD_UP, dtype=positions.dtype, device=positions.device).expand_as(forward)
     right = torch.nn.functional.normalize(torch.linalg.cross(forward, up), dim=-1)  # camera +x
@@ -130,6 +140,8 @@ def look_at_viewmats(positions: torch.Tensor, targets: torch.Tensor) -> torch.Te
 
 def intrinsics(fovy_deg: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """Pinhole intrinsics [C, 3, 3] with square pixels and the principal point at the centre."""
+    import torch
+
     focal = 0.5 * height / torch.tan(0.5 * torch.deg2rad(fovy_deg))
     Ks = torch.zeros(fovy_deg.shape[0], 3, 3, dtype=fovy_deg.dtype, device=fovy_deg.device)
     Ks[:, 0, 0] = focal
@@ -151,6 +163,8 @@ def make_cameras(
     position_offsets: torch.Tensor | None = None,
 ) -> CameraBatch:
     """Cameras from orbit coordinates (all [C]); optional look-at targets and position offsets [C, 3]."""
+    import torch
+
     positions = orbit_position(azimuth_deg, elevation_deg, distance)
     if position_offsets is not None:
         positions = positions + position_offsets
@@ -169,6 +183,8 @@ def make_cameras(
 
 
 def _uniform(lo: float, hi: float, n: int, generator: torch.Generator) -> torch.Tensor:
+    import torch
+
     return lo + (hi - lo) * torch.rand(n, generator=generator)
 
 
@@ -187,6 +203,8 @@ def sample_cameras(
     offset + {0, 360/V, ...} (MVDream's 4 views 90 degrees apart; threestudio `random_multiview.py`),
     the group offsets stratified over one 360/V sector and the azimuth range ignored.
     """
+    import torch
+
     if batch_size % views_per_group != 0:
         raise ValueError(f"a batch of {batch_size} views is not made of whole groups of {views_per_group}")
     draws = batch_size // views_per_group  # independent draws: views, or groups of views
@@ -228,6 +246,8 @@ def evaluation_orbit(
     start_azimuth_deg: float = 0.0,
 ) -> CameraBatch:
     """A fixed turntable: `num_views` cameras evenly spaced in azimuth, starting at the front."""
+    import torch
+
     azimuth = start_azimuth_deg + 360.0 * torch.arange(num_views, dtype=torch.float32) / num_views
     full = lambda value: torch.full((num_views,), float(value))  # noqa: E731
     return make_cameras(azimuth, full(elevation_deg), full(distance), full(fovy_deg), width, height)

@@ -25,12 +25,15 @@ What splatgen adds around it:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 import tyro
-from gsplat.strategy import DefaultStrategy
-from gsplat.strategy.ops import duplicate, remove, reset_opa, split
+
+from splatgen.lazy import no_grad
+
+if TYPE_CHECKING:
+    import torch
+    from gsplat.strategy import DefaultStrategy
 
 
 @dataclass
@@ -173,6 +176,8 @@ class Densifier:
     def __post_init__(self) -> None:
         # Only gsplat's gradient statistics are used (retain_grad, _update_state); the thresholds,
         # the refinement and the reset are ours (`_refine`, `_prune`), so its own fields stay default.
+        from gsplat.strategy import DefaultStrategy
+
         self.strategy = DefaultStrategy()
         self.state = self.strategy.initialize_state(scene_scale=self.config.scene_scale)
 
@@ -196,6 +201,8 @@ class Densifier:
         self, params: torch.nn.ParameterDict, optimizers: dict, step: int, info: dict, thresholds: DensifyThresholds
     ) -> RefineReport | None:
         """Accumulate gradient statistics; refine when due. Returns a report on refinement steps."""
+        from gsplat.strategy.ops import reset_opa
+
         report = None
         if step <= self.stop_step:
             self.strategy._update_state(params, self.state, info, packed=False)
@@ -206,10 +213,13 @@ class Densifier:
             reset_opa(params=params, optimizers=optimizers, state=self.state, value=2.0 * thresholds.prune_opacity)
         return report
 
-    @torch.no_grad()
+    @no_grad
     def _refine(
         self, params: torch.nn.ParameterDict, optimizers: dict, step: int, thresholds: DensifyThresholds
     ) -> RefineReport:
+        import torch
+        from gsplat.strategy.ops import duplicate, split
+
         grads = self.state["grad2d"] / self.state["count"].clamp_min(1)  # [N] mean screen-space gradient
         seen = self.state["count"] > 0  # [N] Gaussians visible since the last refinement
         median = float(grads[seen].median()) if bool(seen.any()) else 0.0
@@ -258,6 +268,9 @@ class Densifier:
 
     def _prune(self, params: torch.nn.ParameterDict, optimizers: dict, thresholds: DensifyThresholds) -> int:
         """Remove nearly transparent and oversized Gaussians (never all of them)."""
+        import torch
+        from gsplat.strategy.ops import remove
+
         too_transparent = torch.sigmoid(params["opacities"]) < thresholds.prune_opacity
         too_big = torch.exp(params["scales"]).max(dim=-1).values > self.config.prune_scale3d * self.state["scene_scale"]
         to_prune = too_transparent | too_big
@@ -269,6 +282,8 @@ class Densifier:
         return num_pruned
 
     def state_dict(self) -> dict[str, Any]:
+        import torch
+
         return {key: (value.clone() if isinstance(value, torch.Tensor) else value) for key, value in self.state.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

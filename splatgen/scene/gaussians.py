@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
 
 SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi))
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
@@ -86,6 +89,8 @@ class Gaussians:
 
     def with_sh_degree(self, degree: int) -> Gaussians:
         """Drop higher SH bands, or add zero ones, to reach `degree`."""
+        import torch
+
         k = num_sh_bases(degree) - 1
         have = self.shN.shape[1]
         if k <= have:
@@ -97,6 +102,8 @@ class Gaussians:
 
     def to_parameters(self, device: torch.device | str = "cpu") -> torch.nn.ParameterDict:
         """The optimisable form: one Parameter per key (gsplat's strategies mutate this dict)."""
+        import torch
+
         return torch.nn.ParameterDict(
             {
                 key: torch.nn.Parameter(getattr(self, key).detach().to(device, torch.float32).clone())
@@ -110,6 +117,8 @@ class Gaussians:
 
     def finite_mask(self) -> torch.Tensor:
         """[N] bool: rows whose every value is finite."""
+        import torch
+
         rows = [
             t.reshape(len(self), -1) for t in (self.means, self.scales, self.quats, self.opacities, self.sh0, self.shN)
         ]
@@ -138,6 +147,8 @@ def activate(
 
     `sh_degree` may be lower than what is stored (progressive SH); None uses all stored bands.
     """
+    import torch
+
     stored = sh_degree_from_bases(splats["shN"].shape[1] + 1)
     degree = stored if sh_degree is None else min(sh_degree, stored)
     k = num_sh_bases(degree)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import tyro
 from rich.console import Console
 
@@ -22,6 +21,9 @@ from splatgen.io import read_asset
 from splatgen.io.ply import finite_only
 from splatgen.scene.gaussians import Gaussians, num_sh_bases, rgb_to_sh0
 from splatgen.scene.shap_e import ShapEInit, shap_e_gaussians
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -56,6 +58,8 @@ class BallInit:
 
 def random_ball(init: BallInit, sh_degree: int, generator: torch.Generator) -> Gaussians:
     """Gaussians uniform in a ball: isotropic, identity rotation, jittered base colour."""
+    import torch
+
     init.validate()
     n = init.count
     direction = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=-1)

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
 from rich.console import Console
 
 from splatgen.errors import SplatgenError
 from splatgen.io.weights import pickled_refusal
 from splatgen.scene.gaussians import Gaussians, num_sh_bases, rgb_to_sh0
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -45,6 +48,8 @@ class ShapEUnavailable(SplatgenError):
 
 def z_up_to_y_up(points: torch.Tensor) -> torch.Tensor:
     """[N, 3] Shap-E (x, y, z-up) -> splatgen (x, y-up, z-front): (x, y, z) -> (x, z, -y)."""
+    import torch
+
     return torch.stack([points[:, 0], points[:, 2], -points[:, 1]], dim=-1)
 
 
@@ -56,6 +61,8 @@ def sample_mesh_surface(
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Area-weighted surface samples: (points [count, 3], colours [count, 3], total surface area)."""
+    import torch
+
     corners = verts[faces]  # [F, 3, 3]
     areas = 0.5 * torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]).norm(dim=-1)  # [F]
     total_area = float(areas.sum())
@@ -82,6 +89,8 @@ def mesh_to_gaussians(
     generator: torch.Generator,
 ) -> Gaussians:
     """Isotropic Gaussians on the mesh surface, sized to the mean sample spacing, fitted into a ball of `radius`."""
+    import torch
+
     verts = z_up_to_y_up(verts.float())
     verts = verts - 0.5 * (verts.max(dim=0).values + verts.min(dim=0).values)
     verts = verts * (radius / verts.norm(dim=-1).max().clamp_min(1e-8))
@@ -103,6 +112,7 @@ def shap_e_gaussians(
     prompt: str, init: ShapEInit, sh_degree: int, generator: torch.Generator, console: Console
 ) -> Gaussians:
     """Run Shap-E for the prompt (GPU recommended) and sample its mesh into Gaussians."""
+    import torch
     from diffusers import ShapEPipeline
 
     from splatgen.prior.loading import hub_failure_reason

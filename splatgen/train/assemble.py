@@ -48,12 +48,13 @@ def check_render_backend(config: TrainConfig, device: torch.device, console: Con
     check(config.render_backend, device, announce=lambda text: console.print(text, highlight=False, soft_wrap=True))
 
 
-def plan_run_folder(config: TrainConfig) -> RunFolder:
+def plan_run_folder(config: TrainConfig, console: Console | None = None) -> RunFolder:
     """Where the run goes, checked before any model loads; creates nothing.
 
     A fresh run is refused over another run or over files it would overwrite; a resume is refused
     when a flag changes what the run is (`--prompt`, the objective, ...: see `RESUME_MAY_CHANGE`).
-    Both are refused while a live run owns the folder, or when it is not writable.
+    Both are refused while a live run owns the folder, or when it is not writable. A fresh run into
+    an existing folder that is not a run folder is warned about on `console` (its files are left alone).
     """
     if config.resume is not None:
         run = RunFolder(Path(config.resume), slugify(config.prompt))
@@ -67,6 +68,13 @@ def plan_run_folder(config: TrainConfig) -> RunFolder:
         path = Path(config.out) if config.out is not None else RunFolder.default_path(config.prompt)
         run = RunFolder(path, slugify(config.prompt))
         refuse_occupied(run)
+        if console is not None and path.is_dir() and any(path.iterdir()):
+            console.print(
+                f"[yellow]warning:[/] --out {path} already exists and is not a splatgen run folder; the run's "
+                "files are written into it next to what is there",
+                highlight=False,
+                soft_wrap=True,
+            )
     _check_writable(run.path)
     run.check_free()
     return run
@@ -98,6 +106,18 @@ def _check_writable(path: Path) -> None:
         existing = existing.parent
     if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write the run folder {path}: {existing} is not writable")
+
+
+def announce_tiny_models(config: TrainConfig, console: Console) -> None:
+    """Say on screen that a run with the random-weight test models makes noise, not an asset."""
+    from splatgen.tiny_models import TINY_MODEL_ID
+
+    if config.prior.model == TINY_MODEL_ID:
+        console.print(
+            f"[yellow]note:[/] --prior.model {TINY_MODEL_ID} is a tiny random-weight model: this run checks the "
+            "installation end to end; the asset it writes is noise, not an object",
+            highlight=False,
+        )
 
 
 def open_run_folder(run: RunFolder, config: TrainConfig, view_prompts: ViewPrompts, console: Console) -> RunLock:

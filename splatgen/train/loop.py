@@ -30,6 +30,7 @@ from splatgen.prior.base import DiffusionPrior
 from splatgen.scene.densify import RefineReport
 from splatgen.scene.gaussians import Gaussians
 from splatgen.train import assemble
+from splatgen.train.availability import check_models_available
 from splatgen.train.checkpoint import NonFiniteCheckpoint, load_checkpoint, restore_checkpoint, save_checkpoint
 from splatgen.train.config import TrainConfig, run_identity
 from splatgen.train.metrics import METRICS_FILE, REFINEMENTS_FILE, MetricsLog, StepRecord
@@ -148,10 +149,12 @@ def train(
     except ValueError as error:
         raise ConfigError(str(error)) from error
     device = assemble.resolve_device(config.device)
-    run = assemble.plan_run_folder(config)  # refuses a taken, occupied or unwritable folder; creates nothing
+    run = assemble.plan_run_folder(config, console)  # refuses a taken, occupied or unwritable folder; creates nothing
     assemble.check_render_backend(config, device, console)  # gsplat's kernels, before any model loads
     identity = run_identity(config)
     saved = load_checkpoint(run.checkpoint_dir, identity) if config.resume is not None else None  # verified first
+    check_models_available(config, include_prior=prior is None)  # all missing models in one line, no hub retries
+    assemble.announce_tiny_models(config, console)
     view_prompts = assemble.prepare_view_prompts(config, console)  # the small LM first: fail fast
     prior = prior if prior is not None else assemble.load_prior(config, device, console)
     lora_score = assemble.make_lora_score(config, prior, device)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -49,6 +51,8 @@ class OptimConfig:
 
 
 def make_optimizers(splats: torch.nn.ParameterDict, config: OptimConfig) -> dict[str, torch.optim.Adam]:
+    import torch
+
     rates = config.learning_rates()
     return {key: torch.optim.Adam([splats[key]], lr=rates[key], eps=1e-15) for key in splats}
 

@@ -5,10 +5,24 @@
 - `serve_ply(path, host, port)`: serve one PLY file until Ctrl-C (see `standalone.py`).
 
 Both bind 127.0.0.1 unless told otherwise, use +y up, and open looking at the front (+z).
+Their settings (`ViewerConfig`, `ViewCommand`) live in `config.py`, which imports no viser or
+torch, so `--help` stays fast; everything here is imported on first use.
 """
 
-from splatgen.viewer.live import LiveViewer, ViewerConfig
-from splatgen.viewer.snapshot import TrainingSnapshot
-from splatgen.viewer.standalone import PlyViewer, ViewCommand, serve_ply
+from __future__ import annotations
+
+from splatgen.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "LiveViewer": "splatgen.viewer.live",
+        "PlyViewer": "splatgen.viewer.standalone",
+        "TrainingSnapshot": "splatgen.viewer.snapshot",
+        "ViewCommand": "splatgen.viewer.config",
+        "ViewerConfig": "splatgen.viewer.config",
+        "serve_ply": "splatgen.viewer.standalone",
+    },
+)
 
 __all__ = ["LiveViewer", "PlyViewer", "TrainingSnapshot", "ViewCommand", "ViewerConfig", "serve_ply"]

@@ -209,13 +209,14 @@ def cost_report(viewer: LiveViewer, training: SimulatedTraining, elapsed: float,
     return "\n".join(lines)
 
 
-def run_demo(config: DemoConfig, console: Console | None = None) -> str:
-    """Serve the simulated run; returns the cost report (empty if stopped by Ctrl-C before the end)."""
+def run_demo(config: DemoConfig, console: Console | None = None, stop: threading.Event | None = None) -> str:
+    """Serve the simulated run until `config.seconds` pass or `stop` is set; returns the cost report
+    (empty if stopped by Ctrl-C)."""
     console = console if console is not None else Console()
     target = read_asset(config.ply) if config.ply is not None else marker_ball(config.gaussians)
     run_dir = Path(tempfile.mkdtemp(prefix="splatgen-viewer-demo-"))
     try:
-        report = serve_simulation(config, target, run_dir, console)
+        report = serve_simulation(config, target, run_dir, console, stop)
     finally:
         if not any(run_dir.iterdir()):  # keep the folder only if a PLY was exported into it
             run_dir.rmdir()
@@ -224,8 +225,10 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> str:
     return report
 
 
-def serve_simulation(config: DemoConfig, target: Gaussians, run_dir: Path, console: Console) -> str:
-    """Run the viewer and the simulated loop for `config.seconds` (or until Ctrl-C: returns "")."""
+def serve_simulation(
+    config: DemoConfig, target: Gaussians, run_dir: Path, console: Console, stop: threading.Event | None = None
+) -> str:
+    """Run the viewer and the simulated loop for `config.seconds` or until `stop` (or Ctrl-C: returns "")."""
     with (
         LiveViewer(config.viewer, run_dir, console) as viewer,
         SimulatedTraining(viewer, target, config.total_steps, config.step_seconds, prompt=config.prompt) as training,
@@ -234,6 +237,8 @@ def serve_simulation(config: DemoConfig, target: Gaussians, run_dir: Path, conso
         started = time.perf_counter()
         try:
             while config.seconds is None or time.perf_counter() - started < config.seconds:
+                if stop is not None and stop.is_set():
+                    break
                 time.sleep(0.2)
         except KeyboardInterrupt:
             return ""

@@ -15,16 +15,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import torch
-import tyro
 from rich.console import Console
 from rich.markup import escape
 
 from splatgen.io.ply import write_ply
 from splatgen.io.run_folder import LAST_CHECKPOINT_PATH, RunFolder
 from splatgen.scene.gaussians import Gaussians
+from splatgen.viewer.config import ViewerConfig
 from splatgen.viewer.convert import front_camera
 from splatgen.viewer.layers import FrustumLayer, SplatLayer
 from splatgen.viewer.panel import TrainingPanel
@@ -32,30 +31,11 @@ from splatgen.viewer.server import new_token, start_server, stop_server, url_for
 from splatgen.viewer.snapshot import TrainingSnapshot, detached_cpu_copy
 from splatgen.viewer.threads import ErrorReporter, LatestMailbox
 
+if TYPE_CHECKING:
+    import torch
+
 INITIAL_CAMERA_DISTANCE = 3.5  # a bit outside the training orbit (2.5-3), so nearby frustums show too
 INITIAL_CAMERA_ELEVATION_DEG = 20.0
-
-
-@dataclass
-class ViewerConfig:
-    """The live browser viewer (viser)."""
-
-    enabled: Annotated[bool, tyro.conf.arg(aliases=("--viewer",))] = True
-    """Serve the run in a browser while it trains (--no-viewer turns it off)."""
-    host: str = "127.0.0.1"
-    """Address to listen on. Anything but loopback lets whoever can reach it watch and control the run."""
-    port: int = 8080
-    """Port to listen on; the next free one is used if it is taken (0 = any free port)."""
-    update_hz: float = 2.0
-    """Splat pushes per second (each push sends ~32 bytes per Gaussian to every open tab)."""
-    token: str | None = None
-    """Shared secret for remote use: only browsers that open the printed URL (?token=...) get in ("auto" = a random one)."""
-
-    def validate(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"viewer.port must be in 0..65535, got {self.port}")
-        if not 0.0 < self.update_hz <= 60.0:
-            raise ValueError(f"viewer.update_hz must be in (0, 60], got {self.update_hz}")
 
 
 @dataclass
@@ -76,6 +56,8 @@ class PushTimings:
 
 def load_checkpoint_splats(path: Path) -> tuple[dict[str, torch.Tensor], int | None]:
     """The raw splats (and step, when stored) of a trainer checkpoint; reads only what it needs (mmap)."""
+    import torch
+
     state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     splats = {key: value.clone() for key, value in state["splats"].items()}
     step = state.get("step")

@@ -7,11 +7,12 @@ the viewer calls it only when a push is due and keeps `detached_cpu_copy` of the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from splatgen.scene.cameras import CameraBatch
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tyro
-import viser
 from rich.console import Console
 from rich.markup import escape
 
@@ -19,22 +17,8 @@ from splatgen.viewer.convert import framing_for
 from splatgen.viewer.layers import SplatLayer
 from splatgen.viewer.server import new_token, start_server, stop_server, url_for
 
-
-@dataclass
-class ViewCommand:
-    """Show a 3DGS asset (.ply of any SH degree, .compressed.ply, .splat) in the browser until Ctrl-C."""
-
-    path: tyro.conf.Positional[Path]
-    """The file to show (.ply, .compressed.ply or .splat)."""
-    host: str = "127.0.0.1"
-    """Address to listen on. Anything but loopback lets whoever can reach it see the asset."""
-    port: int = 8080
-    """Port to listen on; the next free one is used if it is taken (0 = any free port)."""
-    token: str | None = None
-    """Shared secret for remote use: only browsers that open the printed URL (?token=...) get in ("auto" = a random one)."""
-
-    def run(self, console: Console | None = None) -> None:
-        serve_ply(self.path, host=self.host, port=self.port, console=console, block=True, token=self.token)
+if TYPE_CHECKING:
+    import viser
 
 
 class PlyViewer:

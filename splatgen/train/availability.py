@@ -1,0 +1,132 @@
+"""Before any model loads: is every model this run needs available? All answers in one message.
+
+A run needs the Stable Diffusion prior (`--prior.model`), the masked LM when prompts are debiased
+(`--prompts.lm`) and Shap-E when it initialises the Gaussians (`--init.model`). Each is the
+reserved `tiny-random` (built locally), a local folder, or a hub id. Hub ids are looked up in the
+local hub cache when the hub cannot be used: `HF_HUB_OFFLINE=1`, or no answer from the hub host
+within `PROBE_TIMEOUT_S` (one TCP connect, no request). In the second case the process switches
+the hub client to offline mode, so no loader sits through its retry loop afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from splatgen.errors import SplatgenError
+from splatgen.scene.shap_e import ShapEInit
+from splatgen.tiny_models import TINY_MODEL_ID
+from splatgen.train.config import TrainConfig
+
+PROBE_TIMEOUT_S = 2.0
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+class ModelsUnavailable(SplatgenError):
+    """One or more models a run needs are neither local nor reachable; the message lists them all."""
+
+
+@dataclass(frozen=True)
+class NeededModel:
+    setting: str  # the flag that chooses it, e.g. --prior.model
+    name: str  # hub id or folder
+    marker: str  # a file every usable copy has (relative to the model's root)
+
+
+def needed_models(config: TrainConfig, include_prior: bool = True) -> list[NeededModel]:
+    """The models `config` will load, in loading order."""
+    needed = []
+    if config.prompts.debias:
+        needed.append(NeededModel("--prompts.lm", config.prompts.lm, "config.json"))
+    if include_prior:
+        needed.append(NeededModel("--prior.model", config.prior.model, "unet/config.json"))
+    if isinstance(config.init, ShapEInit):
+        needed.append(NeededModel("--init.model", config.init.model, "model_index.json"))
+    return [model for model in needed if model.name != TINY_MODEL_ID]
+
+
+def hub_offline_requested() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", "")).upper() in {
+        "1",
+        "ON",
+        "YES",
+        "TRUE",
+    }
+
+
+def hub_address() -> tuple[str, int]:
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT))
+    return endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+
+
+def hub_reachable(timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub host opens within `timeout_s` (DNS failure counts as no)."""
+    try:
+        with socket.create_connection(hub_address(), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def go_offline() -> None:
+    """Put the hub client (and so transformers and diffusers) in offline mode for this process."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = True
+
+
+def looks_local(name: str) -> bool:
+    from splatgen.prior.loading import looks_like_hub_id
+
+    return Path(name).expanduser().exists() or not looks_like_hub_id(name)
+
+
+def cached(model: NeededModel) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(model.name, model.marker), str)
+
+
+def missing_reason(model: NeededModel, offline: bool) -> str | None:
+    """Why `model` cannot be loaded, or None when it can (or may: an online hub id is left to the loader)."""
+    if looks_local(model.name):
+        folder = Path(model.name).expanduser()
+        if not folder.is_dir():
+            return f"{model.setting} {model.name}: no such folder"
+        if not (folder / model.marker).is_file():
+            return f"{model.setting} {model.name}: the folder has no {model.marker}"
+        return None
+    if offline and not cached(model):
+        return f"{model.setting} {model.name}: not in the local hub cache"
+    return None
+
+
+def check_models_available(config: TrainConfig, include_prior: bool = True) -> None:
+    """Raise `ModelsUnavailable` naming every missing model; switch to offline mode if the hub is unreachable."""
+    needed = needed_models(config, include_prior)
+    if not needed:
+        return
+    offline = hub_offline_requested()
+    why_offline = "HF_HUB_OFFLINE=1 is set"
+    if not offline and any(not looks_local(model.name) for model in needed) and not hub_reachable():
+        go_offline()
+        offline = True
+        host, port = hub_address()
+        why_offline = f"the hub ({host}:{port}) cannot be reached"
+    missing = [reason for model in needed if (reason := missing_reason(model, offline)) is not None]
+    if not missing:
+        return
+    hub_ids = [model.name for model in needed if not looks_local(model.name)]
+    download = (
+        f"; on a machine with network run `hf download {hub_ids[0]} --local-dir DIR` and pass DIR" if hub_ids else ""
+    )
+    skip_lm = "; --no-debias runs without the LM" if config.prompts.debias else ""
+    context = f" ({why_offline})" if offline else ""
+    raise ModelsUnavailable(
+        f"{len(missing)} of the {len(needed)} models this run needs {'is' if len(missing) == 1 else 'are'} "
+        f"unavailable{context}: {'; '.join(missing)}{download}{skip_lm}. Nothing was created."
+    )
