@@ -1,8 +1,9 @@
 """How long `splatgen` takes to answer: `--help`, `train --help` and one-line errors, in fresh processes.
 
 Each command runs N times (`python -m splatgen.cli ...`, so no console-script shim); the median
-and the spread of wall time are reported, plus the `python -X importtime` top imports of one run
-and whether torch was imported at all. Compare a quiet machine only with a quiet machine.
+and the spread of wall time are reported, the median CPU time (user + system, which a busy
+machine inflates much less than wall time), the `python -X importtime` top imports of one run and
+whether torch was imported at all. Compare wall times only between equally quiet machines.
 
     python scripts/bench_startup.py --runs 7            # table
     python scripts/bench_startup.py --runs 7 --json     # one JSON object
@@ -15,6 +16,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,12 +41,16 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(SOURCE), "HF_HUB_OFFLINE": "1", "COLUMNS": "100"}
 
 
-def time_once(args: list[str]) -> float:
+def time_once(args: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one `python -m splatgen.cli ARGS`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "splatgen.cli", *args], capture_output=True, env=environment(), cwd=SOURCE, check=False
     )
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def import_profile(args: list[str], top: int = 5) -> dict[str, object]:
@@ -80,11 +86,13 @@ def main() -> None:
     results = {}
     for label, command in COMMANDS.items():
         time_once(command)  # warm the file cache
-        times = [time_once(command) for _ in range(args.runs)]
+        samples = [time_once(command) for _ in range(args.runs)]
+        times = [wall for wall, _ in samples]
         results[label] = {
             "median_s": round(statistics.median(times), 3),
             "min_s": round(min(times), 3),
             "max_s": round(max(times), 3),
+            "median_cpu_s": round(statistics.median(cpu for _, cpu in samples), 3),
             **import_profile(command),
         }
     report = {
@@ -98,11 +106,11 @@ def main() -> None:
         print(json.dumps(report))
         return
     print(f"{report['machine']}; 1-min load average {report['load_average_1min']}; {args.runs} runs each")
-    print(f"{'command':38} {'median s':>9} {'min s':>7} {'max s':>7}  torch  slowest imports (ms, cumulative)")
+    print(f"{'command':36} {'median s':>8} {'min s':>6} {'max s':>6} {'CPU s':>6}  torch  slowest imports (ms)")
     for label, row in results.items():
         slowest = ", ".join(f"{name} {ms}" for name, ms in row["top_imports_ms"].items())
         print(
-            f"{label:38} {row['median_s']:9.3f} {row['min_s']:7.3f} {row['max_s']:7.3f}  "
+            f"{label:36} {row['median_s']:8.2f} {row['min_s']:6.2f} {row['max_s']:6.2f} {row['median_cpu_s']:6.2f}  "
             f"{'yes' if row['imports_torch'] else 'no':5}  {slowest}"
         )
 

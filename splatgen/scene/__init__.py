@@ -6,4 +6,6 @@ cameras.py     orbit camera sampling, intrinsics, OpenCV world-to-camera matrice
 init.py        initialisations (random ball, PLY, Shap-E) behind the `Init` union
 shap_e.py      Shap-E mesh -> surface Gaussians
 densify.py     densify / prune (gsplat's DefaultStrategy statistics, thresholds per refinement)
+frames.py      named file frames (inria -y up, opengl +y up, blender +z up) and rotating Gaussians
+               between them (means, quaternions, every SH band)
 """
