@@ -17,8 +17,8 @@ PACKAGE = REPO / "splatgen"
 # Lowest first. A module may import modules of its own layer or a lower one, never a higher one
 # (cli -> report -> train -> {viewer, export, eval, scene, prior, render, objectives, prompts} -> io -> the shared data types).
 LAYERS: list[tuple[str, ...]] = [
-    ("splatgen.errors",),
-    ("splatgen.scene.gaussians", "splatgen.scene.cameras"),  # the data every layer shares
+    ("splatgen.errors", "splatgen.lazy"),
+    ("splatgen.scene.gaussians", "splatgen.scene.cameras", "splatgen.scene.frames"),  # the data every layer shares
     ("splatgen.io", "splatgen.gpu"),  # gpu: driver, nvcc and gsplat's kernels (imports only errors)
     ("splatgen.objectives", "splatgen.render", "splatgen.prompts"),
     ("splatgen.prior",),  # the oracle prior renders its target
