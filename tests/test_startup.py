@@ -46,7 +46,7 @@ def test_importing_the_cli_imports_no_heavy_library():
         ["trian"],
         ["train", "--prompt", "a corgi", "--steps", "0"],
         ["train", "--preset", "no-such-preset", "--prompt", "a corgi"],
-        ["export", "in.ply", "--out", "out.obj"],
+        ["export", "in.ply", "--out", "out.xyz"],
     ],
     ids=["help", "train-help", "export-help", "typo", "bad-value", "bad-preset", "bad-format"],
 )
