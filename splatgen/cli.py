@@ -38,7 +38,7 @@ from splatgen.io.config_file import ConfigError, load_config
 from splatgen.io.run_folder import RunFolder
 from splatgen.prompts import DebiasConfig
 from splatgen.render import BackgroundKind
-from splatgen.scene.frames import DEFAULT_FRAME, Frame
+from splatgen.scene.frames import DEFAULT_FRAME, WORLD_FRAME, Frame
 from splatgen.tiny_models import TINY_MODEL_ID
 from splatgen.train.config import TrainConfig
 from splatgen.viewer import ViewCommand
@@ -75,14 +75,16 @@ class ExportCommand:
     """SH degree of the written PLY (0..3; drops bands or pads zeros); default = as read."""
     mesh: tyro.conf.OmitArgPrefixes[MeshOptions] = field(default_factory=MeshOptions)
     """Mesh options (.glb and .obj only; see docs/mesh.md)."""
-    frame: Frame = DEFAULT_FRAME
-    """Which way is up in the written file: inria = -y up (SuperSplat, PlayCanvas, splat-transform), opengl = +y up (three.js viewers with their default camera, glTF), blender = +z up. See docs/formats.md."""
+    frame: Frame | None = None
+    """Which way is up in a written .ply or .splat: inria = -y up (default; SuperSplat, PlayCanvas, splat-transform), opengl = +y up (three.js viewers with their default camera), blender = +z up. Meshes are always +y up, glTF's frame. See docs/formats.md."""
 
     def run(self, console: Console) -> None:
-        from splatgen.io import EXPORT_FORMATS, export_asset
+        from splatgen.io import EXPORT_FORMATS, check_asset_path, export_asset
 
         suffix = self.out.suffix.lower()
         if suffix in MESH_FORMATS:
+            check_mesh_frame(self.frame, suffix)
+            check_asset_path(self.input)
             from splatgen.export import export_mesh
 
             with console.status("meshing") as status:
@@ -94,8 +96,20 @@ class ExportCommand:
         if suffix not in EXPORT_FORMATS:
             formats = ", ".join(EXPORT_FORMATS + MESH_FORMATS)
             raise UnsupportedFormat(f"{self.out}: unknown output format {suffix or '(no suffix)'!r}; use {formats}")
-        summary = export_asset(self.input, self.out, sh_degree=self.sh_degree, frame=self.frame)
+        check_asset_path(self.input)
+        frame = DEFAULT_FRAME if self.frame is None else self.frame
+        summary = export_asset(self.input, self.out, sh_degree=self.sh_degree, frame=frame)
         console.print(summary, highlight=False, soft_wrap=True)
+
+
+def check_mesh_frame(frame: str | None, suffix: str) -> None:
+    """Meshes have one frame: glTF 2.0 is +Y up by definition (spec section 3.4), and OBJ importers
+    (Blender's, three.js') read it that way too; an asset frame other than that is refused."""
+    if frame not in (None, WORLD_FRAME):
+        raise UnsupportedFormat(
+            f"--frame {frame} applies to .ply and .splat; a {suffix} mesh is always +y up (glTF's frame), and "
+            "importers such as Blender's turn it to their own up axis"
+        )
 
 
 @dataclass
@@ -116,13 +130,14 @@ class RenderCommand:
     """Where to render."""
 
     def run(self, console: Console) -> None:
-        from splatgen.io import read_asset
-        from splatgen.io.ply import finite_only
+        from splatgen.io import check_asset_path, read_asset
+
+        check_asset_path(self.input)  # a mistyped path is one line before torch loads
         from splatgen.render.turntable import render_turntable
         from splatgen.train.assemble import resolve_device
 
         result = render_turntable(
-            finite_only(read_asset(self.input), self.input),
+            read_asset(self.input, finite=True),
             self.out,
             num_frames=self.frames,
             resolution=self.resolution,
@@ -174,13 +189,15 @@ class EvalCommand(EvalSettings):
     def run(self, console: Console) -> None:
         import json
 
-        from splatgen.eval.run import evaluate, print_eval_table, resolve_target, write_eval_json
-        from splatgen.tiny_models import resolve_clip
-        from splatgen.train.assemble import quiet_library_progress_bars, resolve_device
+        from splatgen.eval.targets import resolve_target
 
         if not self.inputs:
             raise SplatgenError("splatgen eval needs at least one run folder or .ply (see splatgen eval --help)")
-        targets = [resolve_target(path, self.prompt) for path in self.inputs]
+        targets = [resolve_target(path, self.prompt) for path in self.inputs]  # checked before torch loads
+        from splatgen.eval.run import evaluate, print_eval_table, write_eval_json
+        from splatgen.tiny_models import resolve_clip
+        from splatgen.train.assemble import quiet_library_progress_bars, resolve_device
+
         quiet_library_progress_bars()
         settings = replace(EvalSettings(), **{name: getattr(self, name) for name in EvalSettings.__dataclass_fields__})
         settings.clip_model = resolve_clip(settings.clip_model, console)

@@ -366,3 +366,28 @@ def test_train_export_mesh_writes_a_glb_beside_the_ply_on_ctrl_c(tmp_path, tiny_
     assert result.interrupted
     document, _ = read_glb(result.ply_path.with_suffix(".glb"))
     assert document["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_0"] is not None
+
+
+def test_a_mesh_is_upright_whatever_frame_its_input_was_written_in(tmp_path, capsys):
+    """Reading undoes the input's recorded frame, so a +z-up (blender) PLY meshes to the same +Y-up glTF."""
+    fast = ["--appearance", "vertex", "--resolution", "48", "--bake-views", "4", "--bake-size", "64"]
+    z_up = tmp_path / "sample_zup.ply"
+    assert main(["export", str(SAMPLE), "--out", str(z_up), "--frame", "blender"]) == 0
+    stored = read_ply(z_up, keep_file_frame=True).means  # [N, 3] as the file holds them: (x, -z, y) of the world's
+    np.testing.assert_allclose(stored[:, 2].numpy(), read_ply(SAMPLE).means[:, 1].numpy(), atol=1e-6)  # up is +z
+    positions = {}
+    for name, source in (("world", SAMPLE), ("zup", z_up)):
+        assert main(["export", str(source), "--out", str(tmp_path / f"{name}.glb"), *fast]) == 0, capsys.readouterr()
+        document, binary = read_glb(tmp_path / f"{name}.glb")
+        primitive = document["meshes"][0]["primitives"][0]
+        positions[name] = accessor_array(document, binary, primitive["attributes"]["POSITION"])
+    assert positions["zup"].shape == positions["world"].shape
+    np.testing.assert_allclose(positions["zup"], positions["world"], atol=1e-4)
+
+
+def test_an_asset_frame_for_a_mesh_is_refused_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "sample.glb"
+    assert main(["export", str(SAMPLE), "--out", str(out), "--frame", "inria"]) == 2
+    printed = capsys.readouterr().out
+    assert "always +y up" in printed and len(printed.strip().splitlines()) == 1
+    assert not out.exists()

@@ -11,7 +11,20 @@ import sys
 import pytest
 from conftest import REPO
 
-HEAVY = ("torch", "diffusers", "transformers", "peft", "viser", "gsplat", "numpy")
+HEAVY = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "peft",
+    "viser",
+    "gsplat",
+    "numpy",
+    "scipy",
+    "safetensors",
+    "huggingface_hub",
+    "trimesh",
+    "lpips",
+)
 
 PROBE = """
 import json, sys
@@ -43,16 +56,49 @@ def test_importing_the_cli_imports_no_heavy_library():
         ["--help"],
         ["train", "--help"],
         ["export", "--help"],
+        ["train", "prior:mvdream", "--help"],
+        ["eval", "--help"],
+        ["report", "--help"],
+        ["compare", "--help"],
         ["trian"],
+        ["evl"],
         ["train", "--prompt", "a corgi", "--steps", "0"],
         ["train", "--preset", "no-such-preset", "--prompt", "a corgi"],
         ["export", "in.ply", "--out", "out.xyz"],
+        ["export", "missing.ply", "--out", "out.ply"],
+        ["export", "missing.ply", "--out", "out.glb"],
+        ["export", "assets/sample.ply", "--out", "out.glb", "--frame", "blender"],
+        ["render", "missing.splat", "--out", "renders"],
+        ["view", "missing.ply"],
+        ["eval"],
+        ["eval", "missing-run"],
     ],
-    ids=["help", "train-help", "export-help", "typo", "bad-value", "bad-preset", "bad-format"],
+    ids=[
+        "help",
+        "train-help",
+        "export-help",
+        "mvdream-help",
+        "eval-help",
+        "report-help",
+        "compare-help",
+        "typo",
+        "typo-eval",
+        "bad-value",
+        "bad-preset",
+        "bad-format",
+        "export-missing",
+        "mesh-missing",
+        "mesh-frame",
+        "render-missing",
+        "view-missing",
+        "eval-nothing",
+        "eval-missing",
+    ],
 )
 def test_help_and_one_line_errors_do_not_import_torch(args):
     result = probe(args)
-    assert result["status"] in (0, 2) and result["loaded"] == [], result
+    expected = 0 if "--help" in args else 2
+    assert result["status"] == expected and result["loaded"] == [], result
 
 
 def test_bench_startup_reads_the_import_profile():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,50 +31,16 @@ from splatgen.eval.clip import VIEW_LABELS, Clip, clip_preprocess, r_precision, 
 from splatgen.eval.consistency import view_consistency
 from splatgen.eval.lpips import LPIPS, consecutive_lpips
 from splatgen.eval.orbit import OrbitFrames, render_orbit
-from splatgen.eval.settings import EvalInputError, EvalSettings
+from splatgen.eval.settings import EvalSettings
 from splatgen.eval.summary import summary_rows
+from splatgen.eval.targets import EvalTarget
 from splatgen.io.atomic import write_text_atomic
 from splatgen.io.jsonl import strict_json
-from splatgen.io.run_folder import slugify
-from splatgen.prompts.views import VIEW_NAMES, ViewPrompts, ViewRanges, assign_views
+from splatgen.prompts.views import VIEW_NAMES, assign_views
 
 EVAL_FILE = "eval.json"
 CUDA_RESOLUTION, CPU_RESOLUTION = 512, 128
 CLIP_LPIPS_SIZE = 224  # the D-SDS script's CLIP ViT-B/32 preprocessing
-
-
-@dataclass
-class EvalTarget:
-    """One asset to measure."""
-
-    label: str
-    ply: Path
-    prompt: str
-    ranges: ViewRanges = field(default_factory=ViewRanges)
-    run_dir: Path | None = None
-
-
-def resolve_target(path: Path, prompt: str | None = None) -> EvalTarget:
-    """A run folder (PLY, prompt and view ranges from prompts.json) or a PLY (`prompt` required)."""
-    path = Path(path)
-    if path.is_dir():
-        prompts_file = path / "prompts.json"
-        if not prompts_file.is_file():
-            raise EvalInputError(f"{path} is not a splatgen run folder (it has no prompts.json)")
-        try:
-            view_prompts = ViewPrompts.from_json(json.loads(prompts_file.read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError) as error:
-            raise EvalInputError(f"cannot read {prompts_file}: {error}") from error
-        asset = path / f"{slugify(view_prompts.prompt)}.ply"  # the name train gives it (RunFolder.ply_path)
-        plys = [asset] if asset.is_file() else sorted(path.glob("*.ply"))
-        if not plys:
-            raise EvalInputError(f"run folder {path} has no .ply yet (has its training finished or saved?)")
-        return EvalTarget(path.name, plys[0], prompt or view_prompts.prompt, view_prompts.ranges, path)
-    if path.suffix.lower() != ".ply" or not path.is_file():
-        raise EvalInputError(f"{path} is neither a run folder nor a .ply file")
-    if not prompt:
-        raise EvalInputError(f"{path} is a bare PLY: say what it should show with --prompt TEXT")
-    return EvalTarget(path.stem, path, prompt)
 
 
 def clip_view_indices(num_frames: int, num_views: int) -> list[int]:

@@ -1,12 +1,14 @@
 """Mesh export: a textured (or vertex-coloured) triangle mesh, .glb or .obj, from any splat asset, on CPU.
 
-Contract. `export_mesh(in_path, out_path, options)` reads a 3DGS PLY, meshes it and writes
+Contract. `export_mesh(in_path, out_path, options)` reads an asset (`splatgen.io.read_asset`: a
+3DGS PLY, SuperSplat compressed PLY or `.splat`), meshes it and writes
 `out_path` (.glb: one binary glTF 2.0 file; .obj: plus `<stem>.mtl` and `<stem>.png` beside it),
 returning a one-line summary. Every user-fixable problem (an unknown suffix, an unreadable PLY, an
 empty or transparent asset, a grid too large for memory, a bad option) raises a
 `splatgen.errors.SplatgenError` before anything is written, so existing outputs stay as they were.
 Rows with NaN/Inf are dropped and counted in the summary. The mesh is in splatgen's world frame,
-which is glTF's: +Y up, the front towards +Z.
+which is glTF's: +Y up, the front towards +Z, whatever frame the input was written in (reading
+undoes a PLY's recorded frame; asset frames, `splatgen.scene.frames`, apply to .ply and .splat).
 
 Pipeline (each stage its own module, all CPU, PyPI packages of the `mesh` extra):
 
@@ -77,12 +79,13 @@ def write_mesh(gaussians, out_path: str | os.PathLike[str], options: MeshOptions
 def export_mesh(
     in_path: str | os.PathLike[str], out_path: str | os.PathLike[str], options: MeshOptions | None = None, log=None
 ) -> str:
-    """Read the PLY at `in_path`, mesh it, write `out_path` (.glb or .obj); returns a one-line summary."""
-    from splatgen.io.ply import read_ply
+    """Read the asset at `in_path` (`splatgen.io.read_asset`: .ply, .compressed.ply or .splat, its recorded
+    frame undone), mesh it, write `out_path` (.glb or .obj, +Y up); returns a one-line summary."""
+    from splatgen.io import read_asset
 
     suffix = Path(out_path).suffix.lower()
     if suffix not in MESH_FORMATS:
         raise UnsupportedFormat(f"{out_path}: unknown mesh format {suffix or '(no suffix)'!r}; use .glb or .obj")
     (options or MeshOptions()).validate()
-    gaussians = read_ply(in_path)
+    gaussians = read_asset(in_path)
     return write_mesh(gaussians, out_path, options, log=log) + f" (from {in_path})"

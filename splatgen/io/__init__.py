@@ -13,7 +13,7 @@ import os
 import warnings
 from pathlib import Path
 
-from splatgen.errors import UnsupportedFormat
+from splatgen.errors import BadAssetFile, UnsupportedFormat
 from splatgen.io.atomic import atomic_path, atomic_write, write_bytes_atomic, write_text_atomic
 from splatgen.lazy import lazy_exports
 from splatgen.scene.frames import DEFAULT_FRAME
@@ -40,6 +40,7 @@ __all__ = [
     "WriteReport",
     "atomic_path",
     "atomic_write",
+    "check_asset_path",
     "export_asset",
     "read_asset",
     "ply_property_names",
@@ -52,21 +53,33 @@ __all__ = [
 ]
 
 
-def read_asset(path: str | os.PathLike[str]):
+def check_asset_path(path: str | os.PathLike[str]) -> Path:
+    """`path` when it names an existing file of a kind splatgen reads (`READ_FORMATS`); checked without
+    importing torch, so the commonest mistakes answer at once. `UnsupportedFormat` / `BadAssetFile` otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise BadAssetFile(f"{path}: no such file")
+    if not path.is_file():
+        raise BadAssetFile(f"{path}: not a file (give a .ply or .splat)")
+    suffix = path.suffix.lower()
+    if suffix not in READ_FORMATS:
+        raise UnsupportedFormat(f"{path}: cannot read {suffix or '(no suffix)'!r} files; give a .ply or .splat")
+    return path
+
+
+def read_asset(path: str | os.PathLike[str], finite: bool = False):
     """The Gaussians of a `.ply` (INRIA or compressed layout) or `.splat` file, in splatgen's world frame.
 
-    Raises `UnsupportedFormat` for another suffix and `BadAssetFile` for a bad file.
+    `finite=True` keeps only the rows free of NaN/Inf (for showing, rendering or starting a run from
+    them; `BadAssetFile` when none is left). Raises `UnsupportedFormat` for another suffix and
+    `BadAssetFile` for a bad file.
     """
-    from splatgen.io.ply import read_ply
+    path = check_asset_path(path)
+    from splatgen.io.ply import finite_only, read_ply
     from splatgen.io.splat import read_splat
 
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".splat":
-        return read_splat(path)
-    if suffix == ".ply":
-        return read_ply(path)
-    raise UnsupportedFormat(f"{path}: cannot read {suffix or '(no suffix)'!r} files; give a .ply or .splat")
+    gaussians = read_splat(path) if path.suffix.lower() == ".splat" else read_ply(path)
+    return finite_only(gaussians, path) if finite else gaussians
 
 
 def export_asset(

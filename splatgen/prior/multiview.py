@@ -24,11 +24,13 @@ The camera input (`mvdream_camera_conditions`) is MVDream's camera-to-world matr
 from __future__ import annotations
 
 import re
-
-import torch
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from typing import TYPE_CHECKING
 
 from splatgen.scene.cameras import CameraBatch
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers.models.attention_processor import Attention
 
 LDM_UNET_KEY = "model.diffusion_model."  # the UNet's prefix in LDM checkpoints (diffusers' single_file_utils)
 VIEWS_PER_GROUP = 4  # MVDream was trained on groups of 4 views 90 degrees apart
@@ -39,10 +41,10 @@ CAMERA_EMBED_KEYS = {  # diffusers name -> MVDream's LDM name
     "class_embedding.linear_2.weight": "camera_embed.2.weight",
     "class_embedding.linear_2.bias": "camera_embed.2.bias",
 }
-OPENCV_TO_OPENGL_AXES = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))  # camera x right, y up, z back
-Y_UP_TO_Z_UP = torch.tensor(  # MVDream's `convert_opengl_to_blender`: world y up -> z up
-    [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
-)
+OPENCV_TO_OPENGL_AXES = ((1.0, 0.0, 0.0, 0.0), (0.0, -1.0, 0.0, 0.0), (0.0, 0.0, -1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
+"""Camera axes OpenCV -> OpenGL: x right, y up, z back (diag(1, -1, -1, 1))."""
+Y_UP_TO_Z_UP = ((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, -1.0, 0.0), (0.0, 1.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0))
+"""MVDream's `convert_opengl_to_blender`: world y up -> z up."""
 
 
 class UnmappedWeights(ValueError):
@@ -60,6 +62,8 @@ class CrossViewAttnProcessor:
     def __init__(self, num_views: int = VIEWS_PER_GROUP):
         if num_views < 1:
             raise ValueError(f"num_views must be >= 1, got {num_views}")
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
         self.num_views = num_views
         self.stock = AttnProcessor2_0()
 
@@ -98,9 +102,11 @@ def mvdream_camera_conditions(cameras: CameraBatch) -> torch.Tensor:  # [C, 16]
     change of basis on the left, the translation scaled to unit length (MVDream's
     `normalize_camera`, with its 1e-8), flattened row-major.
     """
+    import torch
+
     viewmats = cameras.viewmats.double()  # [C, 4, 4]
-    axes = OPENCV_TO_OPENGL_AXES.to(viewmats)
-    world = Y_UP_TO_Z_UP.to(viewmats)
+    axes = torch.tensor(OPENCV_TO_OPENGL_AXES).to(viewmats)
+    world = torch.tensor(Y_UP_TO_Z_UP).to(viewmats)
     camera = world @ torch.linalg.inv(viewmats) @ axes  # [C, 4, 4]
     translation = camera[:, :3, 3]
     camera[:, :3, 3] = translation / (translation.norm(dim=1, keepdim=True) + 1e-8)

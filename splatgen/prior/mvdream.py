@@ -22,12 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-from diffusers import UNet2DConditionModel
-from safetensors.torch import load_file
-
+from splatgen.lazy import no_grad
 from splatgen.prior.loading import (
     ModelUnavailable,
     load_component,
@@ -45,6 +42,10 @@ from splatgen.prior.multiview import (
 )
 from splatgen.prior.stable_diffusion import StableDiffusionConfig, StableDiffusionPrior
 from splatgen.scene.cameras import CameraBatch
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import UNet2DConditionModel
 
 DEFAULT_MVDREAM_UNET = "ashawkey/mvdream-sd2.1-diffusers"
 UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
@@ -130,6 +131,10 @@ def build_multiview_unet(sd_model: str, config: MVDreamConfig, weights: Path | N
     Built on the meta device and filled with the checkpoint's tensors (no random init, no copy);
     the weights keep the file's dtype until the prior casts them.
     """
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import load_file
+
     weights = weights if weights is not None else mvdream_weights_file(config.unet, config.unet_revision)
     unet_config = dict(UNet2DConditionModel.load_config(sd_model, subfolder="unet", revision=config.revision))
     unet_config.update(camera_embedding_config(config))
@@ -194,7 +199,7 @@ class MVDreamPrior(StableDiffusionPrior):
         )
         return cls(components, config, device)
 
-    @torch.no_grad()
+    @no_grad
     def predict_noise(
         self,
         noisy_latents: torch.Tensor,  # [B, 4, h, w], B a multiple of 4, each group's views contiguous

@@ -27,10 +27,12 @@ eps_pos bit for bit. The view embeddings are the (LM-debiased, when debiasing is
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from splatgen.prompts.views import BACK, FRONT, OVERHEAD, SIDE, VIEW_NAMES, ViewPrompts, ViewRanges, wrap_azimuth
+
+if TYPE_CHECKING:
+    import torch
 
 NUM_NEGATIVES = 2
 Decay = tuple[float, float, float]  # (a, b, c) of f(r) = a exp(-b r) + c
@@ -58,6 +60,8 @@ class PerpNegWeights:
 
 def shifted_exponential_decay(decay: Decay, r: torch.Tensor) -> torch.Tensor:
     """f(r) = a exp(-b r) + c, elementwise (threestudio `shifted_expotional_decay`)."""
+    import torch
+
     a, b, c = decay
     return a * torch.exp(-b * r) + c
 
@@ -78,6 +82,8 @@ def perp_neg_plan(
     weights: PerpNegWeights,
 ) -> PerpNegPlan:
     """threestudio's Perp-Neg rule per camera, vectorised on the cameras' device (no host sync)."""
+    import torch
+
     ranges = ranges.ranges if isinstance(ranges, ViewPrompts) else ranges
     abs_azimuth = wrap_azimuth(azimuth_deg.double()).abs()  # [B] in [0, 180]
     front_side = abs_azimuth < 90.0  # [B]
@@ -123,6 +129,8 @@ def perp_neg_conditional(
     negative_weights: torch.Tensor,  # [B, K]
 ) -> torch.Tensor:  # [B, c, h, w]
     """eps_y' = eps_pos + sum_i w_i perp(eps_neg_i - eps_0, eps_pos - eps_0): Perp-Neg as a conditional prediction."""
+    import torch
+
     positive_direction = eps_positive - eps_uncond  # e_pos
     accumulated = torch.zeros_like(eps_positive)
     for index, eps_negative in enumerate(eps_negatives):

@@ -18,7 +18,6 @@ from rich.console import Console
 
 from splatgen.errors import SplatgenError
 from splatgen.io import read_asset
-from splatgen.io.ply import finite_only
 from splatgen.scene.gaussians import Gaussians, num_sh_bases, rgb_to_sh0
 from splatgen.scene.shap_e import ShapEInit, shap_e_gaussians
 
@@ -99,9 +98,7 @@ def initial_gaussians(
     if isinstance(init, BallInit):
         gaussians = random_ball(init, sh_degree, generator)
     elif isinstance(init, PlyInit):
-        gaussians = finite_only(read_asset(init.path), init.path).with_sh_degree(
-            sh_degree
-        )  # NaN rows would poison the run
+        gaussians = read_asset(init.path, finite=True).with_sh_degree(sh_degree)  # NaN rows would poison the run
         console.print(f"starting from {init.path} ({len(gaussians):,} Gaussians)")
     elif isinstance(init, ShapEInit):
         gaussians = shap_e_gaussians(prompt, init, sh_degree, generator, console)

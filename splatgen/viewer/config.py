@@ -46,6 +46,9 @@ class ViewCommand:
     """Shared secret for remote use: only browsers that open the printed URL (?token=...) get in ("auto" = a random one)."""
 
     def run(self, console: Console | None = None) -> None:
+        from splatgen.io import check_asset_path
+
+        check_asset_path(self.path)  # a mistyped path is one line before viser and torch load
         from splatgen.viewer.standalone import serve_ply
 
         serve_ply(self.path, host=self.host, port=self.port, console=console, block=True, token=self.token)

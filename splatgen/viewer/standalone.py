@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from splatgen.io import read_asset
-from splatgen.io.ply import finite_only
 from splatgen.scene.gaussians import SPLAT_KEYS, Gaussians
 from splatgen.viewer.convert import framing_for
 from splatgen.viewer.layers import SplatLayer
@@ -67,7 +66,7 @@ def serve_ply(
     """
     console = console if console is not None else Console()
     path = Path(path)
-    gaussians = finite_only(read_asset(path), path)
+    gaussians = read_asset(path, finite=True)
     token = new_token() if token == "auto" else token
     server = start_server(host, port, console, framing_for(gaussians.means), exposed=f"see {path.name}", token=token)
     viewer = PlyViewer(server, host, gaussians, token)
