@@ -194,13 +194,16 @@ class EvalCommand(EvalSettings):
         if not self.inputs:
             raise SplatgenError("splatgen eval needs at least one run folder or .ply (see splatgen eval --help)")
         targets = [resolve_target(path, self.prompt) for path in self.inputs]  # checked before torch loads
-        from splatgen.eval.run import evaluate, print_eval_table, write_eval_json
         from splatgen.tiny_models import resolve_clip
+        from splatgen.train.availability import NeededModel, check_available
+
+        settings = replace(EvalSettings(), **{name: getattr(self, name) for name in EvalSettings.__dataclass_fields__})
+        settings.clip_model = resolve_clip(settings.clip_model, console)
+        check_available([NeededModel("--clip-model", settings.clip_model, ("config.json",))], "splatgen eval")
+        from splatgen.eval.run import evaluate, print_eval_table, write_eval_json
         from splatgen.train.assemble import quiet_library_progress_bars, resolve_device
 
         quiet_library_progress_bars()
-        settings = replace(EvalSettings(), **{name: getattr(self, name) for name in EvalSettings.__dataclass_fields__})
-        settings.clip_model = resolve_clip(settings.clip_model, console)
         progress = None if self.json else console
         results = evaluate(targets, settings, resolve_device(self.device), progress)
         for target, result in zip(targets, results):

@@ -5,14 +5,18 @@ no traffic leaves the machine."""
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from dataclasses import replace
 
 import pytest
+from conftest import REPO
 from huggingface_hub import constants
 from test_train import QUIET, tiny_config
 
+from splatgen.cli import main
+from splatgen.prior.mvdream import MVDreamConfig
 from splatgen.scene.shap_e import ShapEInit
 from splatgen.train.availability import ModelsUnavailable, check_models_available, hub_reachable
 from splatgen.train.loop import train
@@ -43,7 +47,7 @@ def test_every_missing_model_is_named_in_one_line_before_anything_loads(tmp_path
         config,
         prior=replace(config.prior, model="example-org/not-a-cached-sd"),
         prompts=replace(config.prompts, debias=True, lm="example-org/not-a-cached-lm"),
-        init=ShapEInit(model="example-org/not-a-cached-shap-e"),
+        init=ShapEInit(model="example-org/not-a-cached-shap-e", count=1_000),
     )
     started = time.perf_counter()
     with pytest.raises(ModelsUnavailable) as error:
@@ -69,3 +73,60 @@ def test_a_missing_local_folder_is_reported_without_a_probe(tmp_path, monkeypatc
 def test_tiny_models_need_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr("splatgen.train.availability.hub_reachable", lambda: pytest.fail("probed the hub"))
     check_models_available(tiny_config(tmp_path / "run"))
+
+
+def test_the_mvdream_unet_is_checked_with_the_other_models(tmp_path, unreachable_hub):
+    config = tiny_config(tmp_path / "run")
+    prior = MVDreamConfig(model=config.prior.model, unet="example-org/not-a-cached-mvdream")
+    with pytest.raises(ModelsUnavailable) as error:
+        check_models_available(replace(config, prior=prior))
+    message = str(error.value)
+    assert "the model this run needs is unavailable" in message and "cannot be reached" in message
+    assert "--prior.unet example-org/not-a-cached-mvdream: not in the local hub cache" in message
+
+
+@pytest.mark.parametrize(
+    ("layout", "reason"),
+    [
+        ("weights in unet/", None),
+        ("weights at the top", None),
+        ("a .safetensors file", None),
+        ("a pickle", "not a .safetensors file"),
+        ("an empty folder", "the folder has no unet/diffusion_pytorch_model.safetensors or diffusion_pytorch_model"),
+        ("nothing", "no such file or folder"),
+    ],
+)
+def test_a_local_mvdream_unet_is_a_folder_or_a_safetensors_file(tmp_path, monkeypatch, layout, reason):
+    """The local layouts `splatgen.prior.mvdream` reads, told apart before anything loads (no hub probe)."""
+    root = tmp_path / "mvdream"
+    paths = {
+        "weights in unet/": root / "unet" / "diffusion_pytorch_model.safetensors",
+        "weights at the top": root / "diffusion_pytorch_model.safetensors",
+        "a .safetensors file": tmp_path / "mvdream.safetensors",
+        "a pickle": tmp_path / "sd-v2.1-base-4view.pt",
+        "an empty folder": root / "README.md",
+    }
+    unet = paths.get(layout, tmp_path / "missing")
+    if layout != "nothing":
+        unet.parent.mkdir(parents=True, exist_ok=True)
+        unet.write_bytes(b"\0")
+        unet = unet if unet.suffix in (".safetensors", ".pt") and unet.parent == tmp_path else root
+    config = tiny_config(tmp_path / "run")
+    config = replace(config, prior=MVDreamConfig(model=config.prior.model, unet=str(unet)))
+    monkeypatch.setattr("splatgen.train.availability.hub_reachable", lambda: pytest.fail("probed the hub"))
+    if reason is None:
+        check_models_available(config)
+    else:
+        with pytest.raises(ModelsUnavailable, match=re.escape(reason)):
+            check_models_available(config)
+
+
+def test_eval_names_a_missing_clip_at_once(tmp_path, unreachable_hub, capsys):
+    started = time.perf_counter()
+    status = main(
+        ["eval", str(REPO / "assets" / "sample.ply"), "--prompt", "a face", "--clip-model", "example-org/no-clip"]
+    )
+    printed = capsys.readouterr().out
+    assert status == 2 and time.perf_counter() - started < 15.0, printed
+    assert "--clip-model example-org/no-clip: not in the local hub cache" in printed
+    assert len(printed.strip().splitlines()) == 1

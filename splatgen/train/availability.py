@@ -1,8 +1,10 @@
 """Before any model loads: is every model this run needs available? All answers in one message.
 
-A run needs the Stable Diffusion prior (`--prior.model`), the masked LM when prompts are debiased
-(`--prompts.lm`) and Shap-E when it initialises the Gaussians (`--init.model`). Each is the
-reserved `tiny-random` (built locally), a local folder, or a hub id. Hub ids are looked up in the
+A run needs the Stable Diffusion prior (`--prior.model`), MVDream's UNet with `prior:mvdream`
+(`--prior.unet`), the masked LM when prompts are debiased (`--prompts.lm`) and Shap-E when it
+initialises the Gaussians (`--init.model`); `splatgen eval` needs its CLIP (`--clip-model`,
+checked by the command with `check_available`). Each is the reserved `tiny-random` (built
+locally), a local folder (or, for MVDream's UNet, a `.safetensors` file), or a hub id. Hub ids are looked up in the
 local hub cache when the hub cannot be used: `HF_HUB_OFFLINE=1`, or no answer from the hub host
 within `PROBE_TIMEOUT_S` (one TCP connect, no request). In the second case the process switches
 the hub client to offline mode, so no loader sits through its retry loop afterwards.
@@ -17,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from splatgen.errors import SplatgenError
+from splatgen.prior.mvdream import UNET_WEIGHTS, MVDreamConfig
 from splatgen.scene.shap_e import ShapEInit
 from splatgen.tiny_models import TINY_MODEL_ID
 from splatgen.train.config import TrainConfig
@@ -33,18 +36,26 @@ class ModelsUnavailable(SplatgenError):
 class NeededModel:
     setting: str  # the flag that chooses it, e.g. --prior.model
     name: str  # hub id or folder
-    marker: str  # a file every usable copy has (relative to the model's root)
+    markers: tuple[
+        str, ...
+    ]  # files a usable copy has (relative to its root): any one will do; the hub cache is asked for the first
+    revision: str | None = None  # hub revision (None = the default branch)
+    single_file: bool = False  # a local `.safetensors` file is a usable copy too (MVDream's UNet)
 
 
 def needed_models(config: TrainConfig, include_prior: bool = True) -> list[NeededModel]:
     """The models `config` will load, in loading order."""
     needed = []
     if config.prompts.debias:
-        needed.append(NeededModel("--prompts.lm", config.prompts.lm, "config.json"))
+        needed.append(NeededModel("--prompts.lm", config.prompts.lm, ("config.json",)))
     if include_prior:
-        needed.append(NeededModel("--prior.model", config.prior.model, "unet/config.json"))
+        prior = config.prior
+        needed.append(NeededModel("--prior.model", prior.model, ("unet/config.json",), prior.revision))
+        if isinstance(prior, MVDreamConfig):
+            markers = (UNET_WEIGHTS, Path(UNET_WEIGHTS).name)  # in unet/ or at the folder's top (mvdream.py)
+            needed.append(NeededModel("--prior.unet", prior.unet, markers, prior.unet_revision, single_file=True))
     if isinstance(config.init, ShapEInit):
-        needed.append(NeededModel("--init.model", config.init.model, "model_index.json"))
+        needed.append(NeededModel("--init.model", config.init.model, ("model_index.json",)))
     return [model for model in needed if model.name != TINY_MODEL_ID]
 
 
@@ -88,17 +99,19 @@ def looks_local(name: str) -> bool:
 def cached(model: NeededModel) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
-    return isinstance(try_to_load_from_cache(model.name, model.marker), str)
+    return isinstance(try_to_load_from_cache(model.name, model.markers[0], revision=model.revision), str)
 
 
 def missing_reason(model: NeededModel, offline: bool) -> str | None:
     """Why `model` cannot be loaded, or None when it can (or may: an online hub id is left to the loader)."""
     if looks_local(model.name):
-        folder = Path(model.name).expanduser()
-        if not folder.is_dir():
-            return f"{model.setting} {model.name}: no such folder"
-        if not (folder / model.marker).is_file():
-            return f"{model.setting} {model.name}: the folder has no {model.marker}"
+        path = Path(model.name).expanduser()
+        if model.single_file and path.is_file():
+            return None if path.suffix == ".safetensors" else f"{model.setting} {model.name}: not a .safetensors file"
+        if not path.is_dir():
+            return f"{model.setting} {model.name}: no such {'file or folder' if model.single_file else 'folder'}"
+        if not any((path / marker).is_file() for marker in model.markers):
+            return f"{model.setting} {model.name}: the folder has no {' or '.join(model.markers)}"
         return None
     if offline and not cached(model):
         return f"{model.setting} {model.name}: not in the local hub cache"
@@ -106,8 +119,14 @@ def missing_reason(model: NeededModel, offline: bool) -> str | None:
 
 
 def check_models_available(config: TrainConfig, include_prior: bool = True) -> None:
-    """Raise `ModelsUnavailable` naming every missing model; switch to offline mode if the hub is unreachable."""
-    needed = needed_models(config, include_prior)
+    """Raise `ModelsUnavailable` naming every missing model of the run; switch to offline mode if the hub is unreachable."""
+    hints = ("--no-debias runs without the LM",) if config.prompts.debias else ()
+    check_available(needed_models(config, include_prior), "this run", hints)
+
+
+def check_available(needed: list[NeededModel], user: str = "this run", hints: tuple[str, ...] = ()) -> None:
+    """Raise `ModelsUnavailable` naming every model of `needed` that cannot be loaded (`user` needs them;
+    `hints` end the message); switch the hub client to offline mode if the hub is unreachable."""
     if not needed:
         return
     offline = hub_offline_requested()
@@ -121,12 +140,13 @@ def check_models_available(config: TrainConfig, include_prior: bool = True) -> N
     if not missing:
         return
     hub_ids = [model.name for model in needed if not looks_local(model.name)]
-    download = (
-        f"; on a machine with network run `hf download {hub_ids[0]} --local-dir DIR` and pass DIR" if hub_ids else ""
-    )
-    skip_lm = "; --no-debias runs without the LM" if config.prompts.debias else ""
+    download = ""
+    if hub_ids:
+        each = " for each" if len(hub_ids) > 1 else ""
+        download = f"; on a machine with network run `hf download {hub_ids[0]} --local-dir DIR`{each} and pass DIR"
     context = f" ({why_offline})" if offline else ""
+    counted = f"{len(missing)} of the {len(needed)} models" if len(needed) > 1 else "the model"
     raise ModelsUnavailable(
-        f"{len(missing)} of the {len(needed)} models this run needs {'is' if len(missing) == 1 else 'are'} "
-        f"unavailable{context}: {'; '.join(missing)}{download}{skip_lm}. Nothing was created."
+        f"{counted} {user} needs {'is' if len(missing) == 1 else 'are'} unavailable{context}: "
+        f"{'; '.join(missing)}{download}{''.join('; ' + hint for hint in hints)}. Nothing was created."
     )
