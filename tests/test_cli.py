@@ -188,7 +188,9 @@ def test_an_existing_folder_that_is_not_a_run_gets_a_warning(tmp_path):
     console = Console(record=True, width=200)
     plan_run_folder(TrainConfig(prompt="a corgi", out=tmp_path), console)
     assert "is not a splatgen run folder" in console.export_text()
-    (tmp_path / "config.yaml").write_text("prompt: a corgi\n")  # a run folder (no checkpoint yet): no warning
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    empty = tmp_path / "empty"
+    empty.mkdir()
     quiet = Console(record=True, width=200)
-    plan_run_folder(TrainConfig(prompt="a corgi", out=tmp_path), quiet)
-    assert quiet.export_text() == "" and (tmp_path / "notes.txt").read_text() == "mine"
+    plan_run_folder(TrainConfig(prompt="a corgi", out=empty), quiet)  # nothing there to warn about
+    assert quiet.export_text() == ""

@@ -184,7 +184,7 @@ def test_missing_clip_weights_are_one_line(tmp_path, capsys):
     assert "at least one run folder" in capsys.readouterr().out
     assert main(["eval", str(ply), "--prompt", "a dog", "--clip-model", "nobody/no-such-clip"]) == 2
     printed = capsys.readouterr().out
-    assert "HF_HUB_OFFLINE=1 is set and this model is not in the local hub cache" in printed
+    assert "(HF_HUB_OFFLINE=1 is set): --clip-model nobody/no-such-clip: not in the local hub cache" in printed
 
 
 def random_alexnet_checkpoint(path):
