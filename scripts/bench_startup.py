@@ -30,6 +30,8 @@ COMMANDS = {
     "mistyped command (one-line error)": ["trian"],
     "bad train value (one-line error)": ["train", "--prompt", "a corgi", "--steps", "0"],
     "splatgen export --help": ["export", "--help"],
+    "splatgen eval --help": ["eval", "--help"],
+    "missing input file (one-line error)": ["render", "missing.ply", "--out", "renders"],
 }
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)$")
 

@@ -75,8 +75,10 @@ class ExportCommand:
     """SH degree of the written PLY (0..3; drops bands or pads zeros); default = as read."""
     mesh: tyro.conf.OmitArgPrefixes[MeshOptions] = field(default_factory=MeshOptions)
     """Mesh options (.glb and .obj only; see docs/mesh.md)."""
-    frame: Frame | None = None
-    """Which way is up in a written .ply or .splat: inria = -y up (default; SuperSplat, PlayCanvas, splat-transform), opengl = +y up (three.js viewers with their default camera), blender = +z up. Meshes are always +y up, glTF's frame. See docs/formats.md."""
+    frame: Annotated[
+        Frame | None, tyro.conf.arg(metavar="{inria,opengl,blender}", help_behavior_hint="(default: inria)")
+    ] = None
+    """Which way is up in a written .ply or .splat: inria = -y up (SuperSplat, PlayCanvas, splat-transform), opengl = +y up (three.js viewers with their default camera), blender = +z up. Meshes are always +y up, glTF's frame. See docs/formats.md."""
 
     def run(self, console: Console) -> None:
         from splatgen.io import EXPORT_FORMATS, check_asset_path, export_asset

@@ -25,3 +25,16 @@ def tiny_models() -> dict[str, Path]:
     from splatgen.tiny_models import default_tiny_models_dir, make_tiny_models
 
     return make_tiny_models(default_tiny_models_dir())
+
+
+@pytest.fixture(scope="module")
+def two_torch_threads():
+    """Two intra-op threads for a module's heavier CPU work, restored after it. Set at import time
+    instead, the count would leak into every other module of the session, where in-process results
+    are compared bit for bit with those of child processes running with the inherited thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

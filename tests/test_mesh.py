@@ -36,7 +36,7 @@ SAMPLE = REPO / "assets" / "sample.ply"
 TEST_OPTIONS = MeshOptions(resolution=96, faces=15_000, texture_size=512, bake_views=8, bake_size=192)
 GLTF_VALIDATOR = "gltf-validator@2.0.0-dev.3.10"
 
-torch.set_num_threads(2)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from splatgen.scene.cameras import CameraBatch, evaluation_orbit, make_cameras
 from splatgen.scene.gaussians import ActivatedGaussians, activate
 from splatgen.scene.init import BallInit, random_ball
 
-torch.set_num_threads(2)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 def random_splats(

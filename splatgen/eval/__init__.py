@@ -1,7 +1,8 @@
 """Measuring what a run made: `splatgen eval RUN_OR_PLY [...] [--prompt TEXT] [--json]`.
 
 Contract:
-- Input: run folders (PLY, prompt and view ranges read from them) or PLYs with `--prompt`.
+- Input: run folders (PLY, prompt and view ranges read from them) or PLYs with `--prompt`
+  (`targets.resolve_target`, torch-free, so a wrong input is refused before anything loads).
 - Output: one JSON-ready dict per asset (`run.evaluate`), written to `RUN/eval.json` for run
   folders, shown as a rich table (or printed as one JSON object with `--json`).
 - Metrics (exact definitions in docs/evaluation.md and in each module's docstring):
@@ -11,7 +12,9 @@ Contract:
 - Models: CLIP through transformers `CLIPModel` (hub id or local folder, safetensors only;
   `tiny-random` builds a tiny random one for tests); LPIPS v0.1 heads ship with splatgen, the
   ImageNet backbone comes from torchvision's checkpoint file. A missing model is one
-  `SplatgenError` line. Tiny-model numbers mean nothing.
+  `SplatgenError` line; the command checks the CLIP's availability first
+  (`splatgen.train.availability.check_available`: one hub probe, no retry loop). Tiny-model
+  numbers mean nothing.
 
 Imports flow one way: eval -> {render, scene, prompts, io, prior.loading}; nothing in train imports eval.
 """

@@ -86,7 +86,7 @@ class TrainConfig:
     mesh: MeshOptions = field(default_factory=MeshOptions)
     """How --export-mesh meshes the asset (the options of `splatgen export x.glb`)."""
     export_frame: Frame = DEFAULT_FRAME
-    """Frame of the written PLY: inria = -y up (SuperSplat, PlayCanvas), opengl = +y up (three.js, glTF), blender = +z up."""
+    """Frame of the written PLY: inria = -y up (SuperSplat, PlayCanvas), opengl = +y up (three.js), blender = +z up. The --export-mesh .glb is always +y up (glTF's frame)."""
     background: BackgroundKind = "random"
     """Render background: black, white, or a random colour per view (discourages background-coloured floaters)."""
     objective: ObjectiveChoice = field(default_factory=DSDS)
