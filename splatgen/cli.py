@@ -39,7 +39,7 @@ from splatgen.io.run_folder import RunFolder
 from splatgen.prompts import DebiasConfig
 from splatgen.render import BackgroundKind
 from splatgen.scene.frames import DEFAULT_FRAME, WORLD_FRAME, Frame
-from splatgen.tiny_models import TINY_MODEL_ID
+from splatgen.tiny_models import RESERVED_MODEL_IDS
 from splatgen.train.config import TrainConfig
 from splatgen.viewer import ViewCommand
 
@@ -396,7 +396,7 @@ def run_train(config: TrainConfig, console: Console) -> None:
             f"[green]done[/]: {result.steps_completed} steps in {result.seconds:.1f} s "
             f"({result.steps_per_second:.2f} it/s) -> {result.ply_path}"
             + (f"; {result.skipped_steps} steps skipped for NaN/Inf" if result.skipped_steps else "")
-            + (" (noise: made with the tiny random test models)" if config.prior.model == TINY_MODEL_ID else ""),
+            + (" (noise: made with random-weight test models)" if config.prior.model in RESERVED_MODEL_IDS else ""),
             highlight=False,
         )
     from splatgen.report import write_run_report

@@ -20,6 +20,8 @@ from rich.console import Console
 TINY_MODEL_ID = "tiny-random"
 SD21_RANDOM_ID = "sd21-base-random"
 """The full-size SD 2.1-base architecture with random weights (2.6 GB, built once): real shapes and cost, no download."""
+RESERVED_MODEL_IDS = (TINY_MODEL_ID, SD21_RANDOM_ID)
+"""Model names built here on first use, never looked up on the hub; what they make is noise."""
 
 
 def default_tiny_models_dir() -> Path:

@@ -130,3 +130,11 @@ def test_eval_names_a_missing_clip_at_once(tmp_path, unreachable_hub, capsys):
     assert status == 2 and time.perf_counter() - started < 15.0, printed
     assert "--clip-model example-org/no-clip: not in the local hub cache" in printed
     assert len(printed.strip().splitlines()) == 1
+
+
+def test_reserved_model_names_are_built_here_not_looked_up(tmp_path, monkeypatch):
+    monkeypatch.setattr("splatgen.train.availability.hub_reachable", lambda: pytest.fail("probed the hub"))
+    config = tiny_config(tmp_path / "run")
+    for model in ("tiny-random", "sd21-base-random"):
+        check_models_available(replace(config, prior=replace(config.prior, model=model)))
+    check_models_available(replace(config, prior=MVDreamConfig(model="tiny-random", unet="tiny-random")))

@@ -56,7 +56,10 @@ def test_smoke_preset_runs_the_whole_pipeline(tmp_path, tiny_models, capsys):
     asset = read_ply(out / "a-red-apple.ply")
     assert len(asset) > 0 and bool(asset.finite_mask().all())
     assert "step 60/60" in printed and "done: 60 steps" in printed  # plain progress lines when not a terminal
-    assert "the asset it writes is noise, not an object" in printed and "(noise: made with the tiny" in printed
+    assert (
+        "the asset it writes is noise, not an object" in printed
+        and "(noise: made with random-weight test models)" in printed
+    )
     reloaded = parse_train_args(["--resume", str(out)])
     assert to_dict(replace(reloaded, resume=None, out=out)) == to_dict(
         replace(from_dict(TrainConfig, load_yaml(out / "config.yaml")), out=out)

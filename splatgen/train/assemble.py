@@ -110,13 +110,14 @@ def _check_writable(path: Path) -> None:
 
 def announce_tiny_models(config: TrainConfig, console: Console) -> None:
     """Say on screen that a run with the random-weight test models makes noise, not an asset."""
-    from splatgen.tiny_models import TINY_MODEL_ID
+    from splatgen.tiny_models import RESERVED_MODEL_IDS
 
-    if config.prior.model == TINY_MODEL_ID:
+    if config.prior.model in RESERVED_MODEL_IDS:
         console.print(
-            f"[yellow]note:[/] --prior.model {TINY_MODEL_ID} is a tiny random-weight model: this run checks the "
+            f"[yellow]note:[/] --prior.model {config.prior.model} has random weights: this run checks the "
             "installation end to end; the asset it writes is noise, not an object",
             highlight=False,
+            soft_wrap=True,
         )
 
 

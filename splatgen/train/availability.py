@@ -3,8 +3,8 @@
 A run needs the Stable Diffusion prior (`--prior.model`), MVDream's UNet with `prior:mvdream`
 (`--prior.unet`), the masked LM when prompts are debiased (`--prompts.lm`) and Shap-E when it
 initialises the Gaussians (`--init.model`); `splatgen eval` needs its CLIP (`--clip-model`,
-checked by the command with `check_available`). Each is the reserved `tiny-random` (built
-locally), a local folder (or, for MVDream's UNet, a `.safetensors` file), or a hub id. Hub ids are looked up in the
+checked by the command with `check_available`). Each is a reserved name (`tiny-random`,
+`sd21-base-random`: built locally), a local folder (or, for MVDream's UNet, a `.safetensors` file), or a hub id. Hub ids are looked up in the
 local hub cache when the hub cannot be used: `HF_HUB_OFFLINE=1`, or no answer from the hub host
 within `PROBE_TIMEOUT_S` (one TCP connect, no request). In the second case the process switches
 the hub client to offline mode, so no loader sits through its retry loop afterwards.
@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from splatgen.errors import SplatgenError
 from splatgen.prior.mvdream import UNET_WEIGHTS, MVDreamConfig
 from splatgen.scene.shap_e import ShapEInit
-from splatgen.tiny_models import TINY_MODEL_ID
+from splatgen.tiny_models import RESERVED_MODEL_IDS
 from splatgen.train.config import TrainConfig
 
 PROBE_TIMEOUT_S = 2.0
@@ -56,7 +56,7 @@ def needed_models(config: TrainConfig, include_prior: bool = True) -> list[Neede
             needed.append(NeededModel("--prior.unet", prior.unet, markers, prior.unet_revision, single_file=True))
     if isinstance(config.init, ShapEInit):
         needed.append(NeededModel("--init.model", config.init.model, ("model_index.json",)))
-    return [model for model in needed if model.name != TINY_MODEL_ID]
+    return [model for model in needed if model.name not in RESERVED_MODEL_IDS]
 
 
 def hub_offline_requested() -> bool:
