@@ -1,4 +1,4 @@
-"""The `splatgen` command: train | export | render | view | debias | eval | report | compare.
+"""The `splatgen` command: train | batch | export | render | view | debias | eval | report | compare.
 
     splatgen train --prompt "a ceramic mug shaped like an owl"
     splatgen train --preset smoke --prompt "a red apple" --out runs/apple
@@ -13,6 +13,7 @@
     splatgen eval runs/apple runs/corgi
     splatgen report runs/apple
     splatgen compare runs/apple-sds runs/apple-dsds --out compare/
+    splatgen batch prompts.txt --out runs/props --preset smoke --objectives dsds,sds
 
 User errors (bad files, bad values, missing models) print one line and exit with status 2;
 Ctrl-C exits with 130 after saving what there is.
@@ -31,6 +32,7 @@ import tyro
 from rich.console import Console
 from rich.markup import escape
 
+from splatgen.batch.options import BatchOptions
 from splatgen.errors import SplatgenError, UnsupportedFormat
 from splatgen.eval.settings import EvalSettings
 from splatgen.export import MESH_FORMATS, MeshOptions
@@ -44,7 +46,7 @@ from splatgen.train.config import TrainConfig
 from splatgen.viewer import ViewCommand
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
-COMMANDS = ("train", "export", "render", "view", "debias", "eval", "report", "compare")
+COMMANDS = ("train", "batch", "export", "render", "view", "debias", "eval", "report", "compare")
 
 
 class UnknownCommand(SplatgenError):
@@ -267,6 +269,7 @@ Command = Union[
             "train", description="Turn a text prompt into a 3DGS asset (see `splatgen train --help`)."
         ),
     ],
+    Annotated[BatchOptions, tyro.conf.subcommand("batch")],
     Annotated[ExportCommand, tyro.conf.subcommand("export")],
     Annotated[RenderCommand, tyro.conf.subcommand("render")],
     Annotated[ViewCommand, tyro.conf.subcommand("view")],
@@ -415,6 +418,22 @@ def check_command(args: list[str]) -> None:
     raise UnknownCommand(f"unknown command {args[0]!r}; {hint}the commands are {', '.join(COMMANDS)}")
 
 
+def train_config_from_flags(preset: str | None, flags: list[str]) -> TrainConfig:
+    """A preset plus train flags -> TrainConfig, as `splatgen train` reads them (each item of a batch)."""
+    return parse_train_args((["--preset", preset] if preset is not None else []) + list(flags))
+
+
+def run_batch_command(args: list[str], console: Console) -> int:
+    """`splatgen batch PROMPTS --out DIR [batch options] [train flags]`: 0 all done, 1 some failed, 130 stopped."""
+    options, train_args = tyro.cli(BatchOptions, args=args, prog="splatgen batch", return_unknown_args=True)
+    from splatgen.batch import run_batch
+
+    summary = run_batch(options, train_args, train_config_from_flags, console)
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    return 1 if summary.failed else 0
+
+
 def one_line_warnings(console: Console) -> None:
     """Python warnings print as `warning: <message>` on one line (no file, line number or source)."""
 
@@ -434,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         if args and args[0] == "train":
             run_train(parse_train_args(args[1:]), console)
             return 0
+        if args and args[0] == "batch":
+            return run_batch_command(args[1:], console)
         command = tyro.cli(Command, args=args, prog="splatgen", config=(tyro.conf.CascadeSubcommandArgs,))
         if isinstance(command, TrainConfig):
             run_train(command, console)

@@ -15,7 +15,7 @@ from conftest import REPO
 PACKAGE = REPO / "splatgen"
 
 # Lowest first. A module may import modules of its own layer or a lower one, never a higher one
-# (cli -> report -> train -> {viewer, export, eval, scene, prior, render, objectives, prompts} -> io -> the shared data types).
+# (cli -> batch -> report -> train -> {viewer, export, eval, scene, prior, render, objectives, prompts} -> io -> the shared data types).
 LAYERS: list[tuple[str, ...]] = [
     ("splatgen.errors", "splatgen.lazy"),
     ("splatgen.scene.gaussians", "splatgen.scene.cameras", "splatgen.scene.frames"),  # the data every layer shares
@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("splatgen.viewer",),
     ("splatgen.train",),
     ("splatgen.report",),  # reads the files train and eval write
+    ("splatgen.batch",),  # many runs through train(), a gallery through report's helpers
     ("splatgen.cli", "splatgen.__main__"),
 ]
 

@@ -120,6 +120,20 @@ class LoraScore:
             weight_decay=config.weight_decay,
         )
 
+    @staticmethod
+    def remove_from(prior: StableDiffusionPrior) -> bool:
+        """Take a LoRA score's adapter off `prior.unet` (a worker reusing the prior for its next run); True if there was one.
+
+        The UNet's prediction is then the pretrained one again, and a new `LoraScore` can be created on it.
+        """
+        unet = prior.unet
+        if ADAPTER_NAME not in (getattr(unet, "peft_config", None) or {}):
+            return False
+        unet.delete_adapters(ADAPTER_NAME)
+        unet.class_embedding = None
+        setattr(unet, ADAPTERS_ON, False)
+        return True
+
     @contextmanager
     def _lora_unet(self) -> Iterator[None]:
         """Adapters on and the camera embedding plugged in, for the duration of one LoRA call."""

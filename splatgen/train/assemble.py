@@ -20,7 +20,7 @@ from splatgen.io.ply import NonFiniteDropped
 from splatgen.io.run_folder import RunFolder, RunLock, slugify
 from splatgen.prior.base import DiffusionPrior
 from splatgen.prior.mvdream import MVDreamConfig
-from splatgen.prompts import ViewPrompts, build_view_prompts
+from splatgen.prompts import PromptConfig, ViewPrompts, ViewScorer, build_view_prompts
 from splatgen.scene.densify import Densifier
 from splatgen.scene.gaussians import Gaussians
 from splatgen.scene.init import initial_gaussians
@@ -164,7 +164,49 @@ def load_prior(config: TrainConfig, device: torch.device, console: Console) -> D
     return StableDiffusionPrior.from_config(prior_config, device)
 
 
-def prepare_view_prompts(config: TrainConfig, console: Console) -> ViewPrompts:
+class ModelCache:
+    """The models a long-lived worker keeps loaded between runs (`splatgen batch`): the prior and the
+    debiasing LM, each keyed by the config that loads it. A run asking for another key replaces that
+    model (one of each stays in memory). `train(config, models=cache)` takes its models from here.
+    """
+
+    def __init__(self) -> None:
+        self._prior: tuple[str, DiffusionPrior] | None = None
+        self._scorer: tuple[str, ViewScorer] | None = None
+        self.loads = 0  # models loaded so far (the prior and the LM count one each)
+
+    def prior(self, config: TrainConfig, device: torch.device, console: Console) -> DiffusionPrior:
+        """The prior of `config.prior` on `device`, loaded on first use; without the LoRA a VSD/ESD run left on it."""
+        key = f"{device}\n{dump_yaml(config.prior)}"
+        if self._prior is None or self._prior[0] != key:
+            self._prior = None  # free the old one before loading the new one
+            self._prior = (key, load_prior(config, device, console))
+            self.loads += 1
+        prior = self._prior[1]
+        from splatgen.prior.stable_diffusion import StableDiffusionPrior
+
+        if isinstance(prior, StableDiffusionPrior):
+            from splatgen.prior.lora import LoraScore
+
+            LoraScore.remove_from(prior)
+        return prior
+
+    def view_scorer(self, prompt_config: PromptConfig) -> ViewScorer:
+        """The masked LM that scores views for debiasing (`prompt_config.lm` already resolved), loaded on first use."""
+        from splatgen.prompts import MaskedLMViewScorer
+
+        key = f"{prompt_config.lm}\n{prompt_config.template}\n{prompt_config.device}"
+        if self._scorer is None or self._scorer[0] != key:
+            self._scorer = None
+            scorer = MaskedLMViewScorer.from_pretrained(
+                prompt_config.lm, prompt_config.template, device=prompt_config.device
+            )
+            self._scorer = (key, scorer)
+            self.loads += 1
+        return self._scorer[1]
+
+
+def prepare_view_prompts(config: TrainConfig, console: Console, models: ModelCache | None = None) -> ViewPrompts:
     """The per-view prompts (LM-debiased unless --no-debias; plain and unused with the multi-view prior)."""
     prompt_config = config.prompts
     quiet_library_progress_bars()
@@ -173,7 +215,8 @@ def prepare_view_prompts(config: TrainConfig, console: Console) -> ViewPrompts:
         return build_view_prompts(config.prompt, replace(prompt_config, debias=False))
     if prompt_config.debias:
         prompt_config = replace(prompt_config, lm=resolve_lm(prompt_config.lm, console))
-    view_prompts = build_view_prompts(config.prompt, prompt_config)
+    scorer = models.view_scorer(prompt_config) if models is not None and prompt_config.debias else None
+    view_prompts = build_view_prompts(config.prompt, prompt_config, scorer)
     for view, text in view_prompts.texts.items():
         removed = view_prompts.removed.get(view, ())
         console.print(

@@ -135,12 +135,14 @@ def train(
     config: TrainConfig,
     *,
     prior: DiffusionPrior | None = None,
+    models: assemble.ModelCache | None = None,
     console: Console | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Run (or resume) one training run and leave its files in the run folder.
 
-    `prior` overrides the configured one (the oracle fit uses this); `on_step(step)` is called
+    `prior` overrides the configured one (the oracle fit uses this); `models` keeps the prior and
+    the debiasing LM loaded across runs (`splatgen batch`'s workers); `on_step(step)` is called
     after every completed step (tests use it to interrupt or inject faults).
     """
     console = console or Console()
@@ -155,8 +157,13 @@ def train(
     saved = load_checkpoint(run.checkpoint_dir, identity) if config.resume is not None else None  # verified first
     check_models_available(config, include_prior=prior is None)  # all missing models in one line, no hub retries
     assemble.announce_tiny_models(config, console)
-    view_prompts = assemble.prepare_view_prompts(config, console)  # the small LM first: fail fast
-    prior = prior if prior is not None else assemble.load_prior(config, device, console)
+    view_prompts = assemble.prepare_view_prompts(config, console, models)  # the small LM first: fail fast
+    if prior is None:
+        prior = (
+            models.prior(config, device, console)
+            if models is not None
+            else assemble.load_prior(config, device, console)
+        )
     lora_score = assemble.make_lora_score(config, prior, device)
     state = assemble.initial_state(config, prior, view_prompts, device, console, lora_score)
     if saved is not None:
