@@ -2,7 +2,7 @@
 # Create .venv and install splatgen into it (idempotent; safe to re-run).
 #
 #   bash scripts/setup.sh          # the application
-#   bash scripts/setup.sh --dev    # plus the test tools (pytest, matplotlib, ruff) and the mesh exporter's extra
+#   bash scripts/setup.sh --dev    # plus the test tools (pytest, matplotlib, ruff), the mesh exporter's and the batch's (Ray) extras
 #
 # torch comes first, chosen for this machine:
 #   - a machine with an NVIDIA GPU (nvidia-smi answers) gets the CUDA build its driver runs
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras=""
-[[ "${1:-}" == "--dev" ]] && extras="[dev,mesh]"
+[[ "${1:-}" == "--dev" ]] && extras="[dev,mesh,batch]"
 python="${PYTHON:-python3}"
 torch_spec="${SPLATGEN_TORCH_SPEC:-torch==2.13.0}"
 

@@ -160,7 +160,7 @@ class RayEngine:
 
     def poll(self, timeout_s: float) -> tuple[WorkItem, Outcome] | None:
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import RayActorError, RayTaskError
 
         if not self._calls:
             return None
@@ -176,6 +176,9 @@ class RayEngine:
                 self._info[slot] = None
                 self._calls[self._actors[slot].describe.remote()] = ("ready", slot, None)  # after Ray restarts it
                 return item, Outcome("lost", error=f"its worker died ({_first_line(error)})")
+            except RayTaskError as error:  # the worker raised past run_item's own handling
+                self._idle.add(slot)
+                return item, Outcome("failed", error=_first_line(error))
             if kind == "ready":
                 self._info[slot] = value
                 self._idle.add(slot)

@@ -98,7 +98,7 @@ class BatchWorker:
                 torch.cuda.empty_cache()
             raise SplatgenError(f"out of memory: {str(error).splitlines()[0]}") from error
         if result.interrupted:
-            return Outcome("interrupted", steps=result.steps_completed, error="stopped; the next run resumes it")
+            return Outcome("interrupted", error="stopped; the next run resumes it from its checkpoint")
         console.print(f"report: {write_run_report(result.run_dir)}", highlight=False)
         return Outcome("done", steps=result.total_steps)
 
