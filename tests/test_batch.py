@@ -17,9 +17,9 @@ import pytest
 import torch
 from rich.console import Console
 
-from splatgen.batch import BatchOptions, PromptListError, run_batch
+from splatgen.batch import BatchOptions
 from splatgen.batch.items import cross, read_prompt_list
-from splatgen.batch.manifest import Manifest, all_entries, lock_batch
+from splatgen.batch.manifest import lock_batch
 from splatgen.batch.run import plan_batch, shard_of
 from splatgen.cli import main, train_config_from_flags
 from splatgen.io.ply import read_ply
@@ -51,7 +51,10 @@ def manifest_lines(out: Path, name: str = "manifest.jsonl") -> list[dict]:
 def test_text_list_skips_comments_and_blank_lines_and_names_lines(tmp_path):
     prompts = write(tmp_path / "p.txt", "# props\na red apple\n\n   # indented comment\n  a   blue mug  \n")
     lines = read_prompt_list(prompts)
-    assert [(line.prompt, line.where) for line in lines] == [("a red apple", f"{prompts}:2"), ("a blue mug", f"{prompts}:5")]
+    assert [(line.prompt, line.where) for line in lines] == [
+        ("a red apple", f"{prompts}:2"),
+        ("a blue mug", f"{prompts}:5"),
+    ]
 
 
 def test_jsonl_lines_cross_objectives_and_seeds_except_where_a_line_sets_its_own(tmp_path):
@@ -134,7 +137,9 @@ def test_shards_cover_the_list_exactly_once_and_read_slurm_and_torchrun_variable
     shards = [shard_of(plan, (index, 3)) for index in (1, 2, 3)]
     ids = [item.id for shard in shards for item in shard]
     assert sorted(ids) == sorted(item.id for item in plan) and len(ids) == len(set(ids)) == 14
-    assert options.resolved_shard({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "3"}) == (3, 4)
+    assert options.resolved_shard(
+        {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "3"}
+    ) == (3, 4)
     assert options.resolved_shard({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "2"}) == (1, 2)
     assert options.resolved_shard({"RANK": "1", "WORLD_SIZE": "2"}) == (2, 2)
     assert options.resolved_shard({"RANK": "0", "WORLD_SIZE": "1"}) is None
@@ -214,13 +219,16 @@ def test_a_second_batch_on_the_same_folder_is_refused_and_a_taken_run_folder_is_
     assert [entry["status"] for entry in manifest_lines(out)] == ["done", "done"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_batch_cleanly_and_the_next_run_resumes_from_the_checkpoint(tmp_path, tiny_models):
     prompts = write(tmp_path / "p.txt", "a red apple\na blue mug\n")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "splatgen", *batch(prompts, out)]
     command[command.index("--steps") + 1] = "100000"  # far more than it will get through
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     checkpoint = out / "a-red-apple-dsds-s0" / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 240
     while not checkpoint.is_file() and process.poll() is None and time.monotonic() < deadline:
@@ -246,14 +254,18 @@ def test_ctrl_c_stops_a_batch_cleanly_and_the_next_run_resumes_from_the_checkpoi
 
 def test_the_model_cache_loads_once_and_a_lora_run_leaves_the_prior_as_it_was(tmp_path, tiny_models):
     models = ModelCache()
-    config = train_config_from_flags("smoke", ["--steps", "2", "--video-frames", "0", "--no-viewer", "--prompt", "a red apple"])
+    config = train_config_from_flags(
+        "smoke", ["--steps", "2", "--video-frames", "0", "--no-viewer", "--prompt", "a red apple"]
+    )
     prior = models.prior(config, torch.device("cpu"), QUIET)
     latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     text = prior.embed_prompts(["a red apple"])
     before = prior.predict_noise(latents, torch.tensor([500]), text)
     for index, objective in enumerate(("esd", "dsds", "vsd")):
         run = replace(
-            train_config_from_flags("smoke", [f"objective:{objective}", "--steps", "2", "--video-frames", "0", "--no-viewer"]),
+            train_config_from_flags(
+                "smoke", [f"objective:{objective}", "--steps", "2", "--video-frames", "0", "--no-viewer"]
+            ),
             prompt="a red apple",
             out=tmp_path / f"run{index}",
         )

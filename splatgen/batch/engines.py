@@ -126,7 +126,10 @@ class RayEngine:
         if gpus:
             self._options = {"num_gpus": 1, "num_cpus": 1}
         else:
-            self._options = {"num_gpus": 0, "num_cpus": cpus // self.workers if cpus >= self.workers else cpus / self.workers}
+            self._options = {
+                "num_gpus": 0,
+                "num_cpus": cpus // self.workers if cpus >= self.workers else cpus / self.workers,
+            }
         self._actor_class = ray.remote(BatchWorker).options(
             max_restarts=self.retries, max_task_retries=0, max_concurrency=2, **self._options
         )

@@ -87,7 +87,9 @@ def read_prompt_list(path: Path) -> list[PromptLine]:
         if not stripped or stripped.startswith("#"):
             continue
         where = f"{path}:{number}"
-        lines.append(_json_line(stripped, where) if jsonl else PromptLine(prompt=" ".join(stripped.split()), where=where))
+        lines.append(
+            _json_line(stripped, where) if jsonl else PromptLine(prompt=" ".join(stripped.split()), where=where)
+        )
     if not lines:
         raise PromptListError(f"prompt list {path} has no prompts (blank and # lines are skipped)")
     return lines
@@ -99,7 +101,7 @@ def _json_line(text: str, where: str) -> PromptLine:
     except json.JSONDecodeError as error:
         raise PromptListError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(data, dict):
-        raise PromptListError(f"{where}: expected a JSON object like {{\"prompt\": \"a red apple\"}}")
+        raise PromptListError(f'{where}: expected a JSON object like {{"prompt": "a red apple"}}')
     prompt = data.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise PromptListError(f'{where}: needs a non-empty "prompt" string')

@@ -13,7 +13,7 @@ passed in as `parse_config(preset, flags)` so every train flag means in a batch 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ class WorkItem:
 
     id: str
     where: str  # the prompt list's file:line
-    config: TrainConfig  # config.out is the run folder
+    config: TrainConfig  # config.out is the run folder (absolute)
+    cwd: Path = field(default_factory=Path.cwd)  # the batch's folder: relative paths in the config mean this
 
     @property
     def objective(self) -> str:
@@ -87,7 +88,7 @@ def plan_items(
             config = replace(config, prompt=line.prompt, seed=config.seed if item.seed is None else item.seed)
             item_id = item.item_id(objective_name(config), config.seed)
             viewer = replace(config.viewer, enabled=False)  # workers share machines: no live viewer ports
-            config = replace(config, out=Path(out_dir) / item_id, resume=None, viewer=viewer)
+            config = replace(config, out=Path(out_dir).absolute() / item_id, resume=None, viewer=viewer)
             config.validate()
         except (SplatgenError, ValueError) as error:
             raise PromptListError(f"{line.where}: {error}") from None
@@ -111,7 +112,11 @@ def _merge(data: dict[str, Any], updates: dict[str, Any]) -> None:
     """Deep-merge `updates` into `data`; a mapping naming another `type` replaces the section."""
     for key, value in updates.items():
         current = data.get(key)
-        if isinstance(value, dict) and isinstance(current, dict) and value.get("type", current.get("type")) == current.get("type"):
+        if (
+            isinstance(value, dict)
+            and isinstance(current, dict)
+            and value.get("type", current.get("type")) == current.get("type")
+        ):
             _merge(current, value)
         else:
             data[key] = value

@@ -89,7 +89,7 @@ class BatchRun:
 
     def __init__(self, options: BatchOptions, plan: list[WorkItem], console: Console) -> None:
         self.options, self.plan, self.console = options, plan, console
-        self.out = Path(options.out)
+        self.out = Path(options.out).absolute()  # workers may run with another working directory
         self.shard = options.resolved_shard()
         self.items = shard_of(plan, self.shard)
         self.manifest = Manifest(Manifest.path_in(self.out, self.shard))
@@ -101,7 +101,9 @@ class BatchRun:
         try:
             todo, skipped = self._merge_manifest()
             if self.shard is not None:
-                self.console.print(f"shard {self.shard[0]}/{self.shard[1]}: {len(self.items)} of {len(self.plan)} items")
+                self.console.print(
+                    f"shard {self.shard[0]}/{self.shard[1]}: {len(self.items)} of {len(self.plan)} items"
+                )
             if todo:
                 self._run_items(todo, skipped)
             else:
@@ -165,7 +167,9 @@ class BatchRun:
         seconds = round(entry.seconds + outcome.seconds, 3)
         status, detail = outcome.status, outcome.error or ""
         if outcome.status == "done":
-            self.manifest.update(item.id, status="done", seconds=seconds, steps=outcome.steps, error=None, **self._paths(item))
+            self.manifest.update(
+                item.id, status="done", seconds=seconds, steps=outcome.steps, error=None, **self._paths(item)
+            )
             detail = entry.ply or item.id
         elif outcome.status == "lost":
             self.lost[item.id] = self.lost.get(item.id, 0) + 1

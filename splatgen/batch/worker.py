@@ -90,6 +90,8 @@ class BatchWorker:
         from splatgen.report import write_run_report
         from splatgen.train.loop import train
 
+        if item.cwd.is_dir() and Path.cwd() != item.cwd:  # a Ray worker starts elsewhere; one item at a time
+            os.chdir(item.cwd)
         config = prepare_run_folder(item.config)
         try:
             result = train(config, models=self.models, console=console, on_step=self._check_stop)
