@@ -85,6 +85,19 @@ def test_jsonl_lines_cross_objectives_and_seeds_except_where_a_line_sets_its_own
     assert not any(item.config.viewer.enabled for item in plan)  # no viewer ports shared by workers
 
 
+def test_a_jsonl_objective_mapping_is_merged_like_a_preset_and_named_by_its_hash(tmp_path):
+    prompts = write(
+        tmp_path / "p.jsonl",
+        '{"prompt": "a mug", "objective": {"type": "sds", "guidance_scale": 50.0}}\n'
+        '{"prompt": "a mug", "objective": {"guidance_scale": 20.0}}\n',
+    )
+    plan = plan_batch(BatchOptions(prompts=prompts, out=tmp_path / "out"), TINY, train_config_from_flags)
+    (sds, dsds) = (item.config.objective for item in plan)
+    assert (type(sds).config_name, sds.guidance_scale) == ("sds", 50.0)
+    assert (type(dsds).config_name, dsds.guidance_scale) == ("dsds", 20.0)  # no type: the preset's objective, tuned
+    assert plan[0].id.startswith("a-mug-sds-s0-") and plan[1].id.startswith("a-mug-dsds-s0-")
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

@@ -67,8 +67,11 @@ class LocalEngine:
         return where(self.worker.describe())
 
     def poll(self, timeout_s: float) -> tuple[WorkItem, Outcome] | None:  # noqa: ARG002
+        if self._next is None:
+            return None
+        outcome = self.worker.run_item(self._next)  # a KeyboardInterrupt leaves the item to stop()
         item, self._next = self._next, None
-        return None if item is None else (item, self.worker.run_item(item))
+        return item, outcome
 
     def stop(self, grace_s: float) -> list[tuple[WorkItem, Outcome]]:  # noqa: ARG002
         item, self._next = self._next, None
@@ -107,7 +110,7 @@ class RayEngine:
             if self.address is not None:
                 try:
                     ray.init(address=self.address, log_to_driver=False, logging_level="ERROR")
-                except ConnectionError as error:
+                except (ConnectionError, RuntimeError, ValueError) as error:
                     raise EngineError(f"cannot reach the Ray cluster at {self.address}: {one_line(error)}") from error
             else:
                 gpus = _local_gpus()
@@ -123,6 +126,9 @@ class RayEngine:
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
         self.workers = self.requested_workers or max(gpus, 1)
+        if gpus and self.workers > gpus:
+            self.close()
+            raise EngineError(f"--workers {self.workers} is more than the cluster's {gpus} GPUs (one worker per GPU)")
         if gpus:
             self._options = {"num_gpus": 1, "num_cpus": 1}
         else:

@@ -68,7 +68,7 @@ def shard_of(items: list[WorkItem], shard: tuple[int, int] | None) -> list[WorkI
     return [item for position, item in enumerate(items) if position % count == index - 1]
 
 
-def _entry_for(item: WorkItem, out_dir: Path) -> ManifestEntry:
+def _entry_for(item: WorkItem) -> ManifestEntry:
     return ManifestEntry(
         id=item.id,
         prompt=item.config.prompt,
@@ -118,7 +118,8 @@ class BatchRun:
         recorded = {entry.id: entry for entry in all_entries(self.out)}  # other shards' runs count too
         todo, skipped = [], 0
         for item in self.items:
-            entry = previous.get(item.id) or recorded.get(item.id) or _entry_for(item, self.out)
+            entry = previous.get(item.id) or recorded.get(item.id) or _entry_for(item)
+            entry.where = item.where  # the line may have moved in the list
             if _is_done(entry, self.out):
                 skipped += 1
             else:
@@ -212,7 +213,7 @@ class BatchRun:
         """All items of the list: this process's entries, other shards' recorded ones, the rest as queued."""
         recorded = {entry.id: entry for entry in all_entries(self.out)}
         recorded.update(self.manifest.entries)
-        entries = [recorded.get(item.id) or _entry_for(item, self.out) for item in self.plan]
+        entries = [recorded.get(item.id) or _entry_for(item) for item in self.plan]
         write_gallery(self.out, entries, running=running)
 
     def _summary(self, skipped: int) -> BatchSummary:
