@@ -6,13 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tyro
 
 from splatgen.errors import SplatgenError
-from splatgen.objectives import OBJECTIVES
-from splatgen.train.limits import MAX_SEED
 
 MAX_WORKERS = 1024
 MAX_RETRIES = 10
@@ -31,7 +29,7 @@ class BatchOptions:
     the others from their checkpoints.
     """
 
-    prompts: tyro.conf.Positional[Path]
+    prompts: Annotated[tyro.conf.Positional[Path], tyro.conf.arg(metavar="PROMPTS")]
     """Prompt list: a text file (one prompt a line, # comments) or .jsonl ({"prompt": ..., "seed": ..., "preset": ..., any train field})."""
     out: Path
     """The batch folder: DIR/<item>/ run folders, DIR/manifest.jsonl, DIR/index.html, DIR/logs/."""
@@ -53,6 +51,8 @@ class BatchOptions:
     """Times an item is run again after its worker died (a failing item is recorded, not retried)."""
 
     def objective_names(self) -> list[str]:
+        from splatgen.objectives import OBJECTIVES  # here, not at import: `splatgen --help` loads no torch
+
         names = [name.strip() for name in self.objectives.split(",") if name.strip()]
         for name in names:
             if name not in OBJECTIVES:
@@ -62,6 +62,8 @@ class BatchOptions:
         return names
 
     def seed_values(self) -> list[int]:
+        from splatgen.train.limits import MAX_SEED
+
         seeds = []
         for text in (part.strip() for part in self.seeds.split(",")):
             if not text:
