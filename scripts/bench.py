@@ -136,6 +136,9 @@ class BenchSettings:
     viewer: bool
     prior: str = "sd"  # sd | mvdream
     perp_neg: bool = False
+    cudnn_benchmark: bool = True
+    free_unused: bool = True
+    peft_toggles: bool = False  # switch LoRA adapters with diffusers' calls that walk the UNet (the old way)
 
     @property
     def model(self) -> str:
@@ -206,7 +209,13 @@ class Models:
 def prior_config(settings: BenchSettings) -> StableDiffusionConfig:
     model = resolve_sd_model(TINY_MODEL_ID) if settings.device.type == "cpu" else StableDiffusionConfig().model
     fields = dict(
-        model=model, dtype=settings.dtype, image_size=settings.prior_size, channels_last=settings.channels_last
+        model=model,
+        dtype=settings.dtype,
+        image_size=settings.prior_size,
+        channels_last=settings.channels_last,
+        compile=settings.compile,
+        cudnn_benchmark=settings.cudnn_benchmark,
+        free_unused=settings.free_unused,
     )
     if settings.prior == "mvdream":
         unet = resolve_mvdream_unet(TINY_MODEL_ID) if settings.device.type == "cpu" else MVDreamConfig().unet
@@ -214,21 +223,36 @@ def prior_config(settings: BenchSettings) -> StableDiffusionConfig:
     return StableDiffusionConfig(**fields)
 
 
-def load_prior(settings: BenchSettings) -> StableDiffusionPrior:
+def load_prior(settings: BenchSettings, trains_lora: bool) -> StableDiffusionPrior:
     """CPU: the tiny random pipeline through `from_config`; CUDA: the full architecture, random weights."""
     config = prior_config(settings)
     kind = MVDreamPrior if settings.prior == "mvdream" else StableDiffusionPrior
     if settings.device.type == "cuda":
-        return kind.with_random_sd21_base_weights(config, settings.device)
-    return kind.from_config(config, settings.device)
+        return kind.with_random_sd21_base_weights(config, settings.device, trains_lora=trains_lora)
+    return kind.from_config(config, settings.device, trains_lora)
+
+
+def use_peft_toggles() -> None:
+    """Switch the LoRA adapters with diffusers' `enable_adapters()` / `disable_adapters()`, which walk the
+    whole UNet, instead of the cached `AdapterSwitch`: `--peft-toggles` times what the cache saves."""
+    import splatgen.prior.lora as lora_module
+    import splatgen.prior.stable_diffusion as prior_module
+
+    def pretrained(unet) -> None:
+        if getattr(unet, "_hf_peft_config_loaded", False):
+            unet.disable_adapters()
+
+    for module in (lora_module, prior_module):
+        module.use_pretrained_weights = pretrained
+        module.use_lora_weights = lambda unet: unet.enable_adapters()
 
 
 def build_models(settings: BenchSettings, objective_name: str) -> Models:
-    prior = load_prior(settings)
+    prior = load_prior(settings, OBJECTIVES[objective_name].uses_lora)  # --compile: compiled lazily, LoRA included
     batch = VIEWS_PER_GROUP if settings.prior == "mvdream" else 1
     lora_score = assemble.make_lora_score(train_config(settings, objective_name, batch), prior, settings.device)
-    if settings.compile:
-        prior.unet.compile()  # after the LoRA is attached: compiling first would trace a UNet without it
+    if settings.peft_toggles:
+        use_peft_toggles()
     return Models(prior, lora_score)
 
 
@@ -311,12 +335,10 @@ def training_step(bench: BenchState, region: Region) -> None:
 
 def lora_training_compute(lora_score, latents, noise, timesteps, text_embeddings, conditions) -> None:
     """What `LoraScore.train_step` computes (forward, MSE, backward, AdamW), without its host-side sampling."""
-    noisy = add_noise(latents, noise, timesteps, lora_score.prior.alphas_cumprod)  # [B, c, h, w]
-    with lora_score._lora_unet():
-        loss = F.mse_loss(lora_score._forward(noisy, timesteps, text_embeddings, conditions), noise)
-        lora_score.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        lora_score.optimizer.step()
+    loss = lora_score.diffusion_loss(latents, noise, timesteps, text_embeddings, conditions)
+    lora_score.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    lora_score.optimizer.step()
 
 
 def floor_pieces(bench: BenchState) -> dict[str, Callable[[], Any]]:
@@ -372,8 +394,14 @@ def sync_site(filename: str, lineno: int) -> str:
     return f"{name}:{lineno}"
 
 
-def count_syncs(bench: BenchState) -> tuple[int, dict[str, int]] | None:
-    """Synchronising CUDA calls in one full step, with where they happen; None off CUDA or if counting fails."""
+def is_gsplat_site(site: str) -> bool:
+    """A sync inside gsplat (its rasterizer sizing buffers, its densification strategy's bookkeeping)."""
+    return site.startswith("gsplat/")
+
+
+def count_syncs(bench: BenchState) -> tuple[int, int, dict[str, int]] | None:
+    """(syncs, syncs outside gsplat, where they happen) in one full non-refinement step; None off CUDA or if
+    counting fails. Refinement steps (every `refine_every` steps) sync more: they resize the scene."""
     if bench.device.type != "cuda":
         return None
     try:
@@ -386,7 +414,8 @@ def count_syncs(bench: BenchState) -> tuple[int, dict[str, int]] | None:
             finally:
                 torch.cuda.set_sync_debug_mode("default")
         sites = Counter(sync_site(w.filename, w.lineno) for w in caught if "synchroniz" in str(w.message))
-        return sum(sites.values()), dict(sites.most_common())
+        outside = sum(count for site, count in sites.items() if not is_gsplat_site(site))
+        return sum(sites.values()), outside, dict(sites.most_common())
     except Exception as error:  # an auxiliary count must not lose a GPU run's timings
         note(f"sync counting failed ({type(error).__name__}: {error}); syncs_per_step left out")
         return None
@@ -478,6 +507,9 @@ def configuration_record(
         "threads": torch.get_num_threads(),
         "compile": settings.compile,
         "channels_last": settings.channels_last,
+        "cudnn_benchmark": settings.cudnn_benchmark,
+        "free_unused": settings.free_unused,
+        "peft_toggles": settings.peft_toggles,
         "steps": settings.steps,
         "warmup": settings.warmup,
         "ms_per_step": round(ms_per_step, 3),
@@ -498,7 +530,7 @@ def configuration_record(
     if settings.viewer:
         record["viewer_ms_mean"] = round(fenced.means().get("viewer", 0.0), 3)
     if syncs is not None:
-        record["syncs_per_step"], record["sync_sites"] = syncs
+        record["syncs_per_step"], record["syncs_outside_gsplat"], record["sync_sites"] = syncs
     return record
 
 
@@ -553,7 +585,10 @@ def print_table(record: dict[str, Any]) -> None:
             f"  viewer (mean)       {record['viewer_ms_mean']:10.2f} ms per step (pushes at the viewer's update rate)"
         )
     if "syncs_per_step" in record:
-        print(f"  host-device syncs   {record['syncs_per_step']:10d} per step: {record['sync_sites']}")
+        print(
+            f"  host-device syncs   {record['syncs_per_step']:10d} per step, {record['syncs_outside_gsplat']} outside "
+            f"gsplat: {record['sync_sites']}"
+        )
     if record["skipped_steps"]:
         print(f"  non-finite steps    {record['skipped_steps']:10d} (skipped, as the trainer does)")
 
@@ -604,12 +639,19 @@ def parse_args(argv: list[str] | None) -> Plan:
         "--dtype",
         default="auto",
         choices=["auto", "fp32", "fp16", "bf16"],
-        help="prior dtype (auto: fp16 CUDA, fp32 CPU)",
+        help="prior dtype (auto: fp32 CPU; CUDA: bf16 for VSD/ESD where supported, else fp16)",
+    )
+    parser.add_argument("--compile", action="store_true", help="the prior's compile option (UNet and VAE encoder)")
+    parser.add_argument("--channels-last", action="store_true", help="the prior's channels-last option (UNet and VAE)")
+    parser.add_argument(
+        "--no-cudnn-benchmark", action="store_true", help="turn off the prior's cudnn_benchmark option (CUDA)"
     )
     parser.add_argument(
-        "--compile", action="store_true", help="torch.compile the UNet (in place, after any LoRA is attached)"
+        "--keep-unused", action="store_true", help="turn off the prior's free_unused option (keep VAE decoder, text encoder)"
     )
-    parser.add_argument("--channels-last", action="store_true", help="the prior's channels-last option (UNet and VAE)")
+    parser.add_argument(
+        "--peft-toggles", action="store_true", help="switch LoRA adapters with diffusers' UNet-walking calls"
+    )
     parser.add_argument(
         "--viewer", action="store_true", help="run the live viewer (port 0) and time its per-step publish"
     )
@@ -649,6 +691,9 @@ def parse_args(argv: list[str] | None) -> Plan:
         viewer=args.viewer,
         prior=args.prior,
         perp_neg=args.perp_neg,
+        cudnn_benchmark=not args.no_cudnn_benchmark,
+        free_unused=not args.keep_unused,
+        peft_toggles=args.peft_toggles,
     )
     for batch in batches:  # refuse bad values (render size, batch, counts) before any model loads
         try:
@@ -699,6 +744,9 @@ def single_configuration_argv(plan: Plan, objective_name: str, batch: int) -> li
         "--channels-last": settings.channels_last,
         "--viewer": settings.viewer,
         "--perp-neg": settings.perp_neg,
+        "--no-cudnn-benchmark": not settings.cudnn_benchmark,
+        "--keep-unused": not settings.free_unused,
+        "--peft-toggles": settings.peft_toggles,
     }
     argv += [flag for flag, on in flags.items() if on]
     return argv + ([] if plan.threads is None else ["--threads", str(plan.threads)])

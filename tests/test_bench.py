@@ -79,6 +79,8 @@ def test_json_lines_have_the_promised_keys_and_sane_numbers(bench, tiny_models, 
         "32",
         "--threads",
         "1",
+        "--peft-toggles",
+        "--keep-unused",
         "--json",
     ]
     bench.main(argv)
@@ -95,6 +97,8 @@ def test_json_lines_have_the_promised_keys_and_sane_numbers(bench, tiny_models, 
         assert all(positive_and_finite(value) for value in record["parts"].values()), record["parts"]
         assert all(positive_and_finite(value) for value in record["floor_parts"].values()), record["floor_parts"]
         assert STEP_PARTS <= record["parts"].keys()
+        switches = ("compile", "channels_last", "cudnn_benchmark", "free_unused", "peft_toggles")
+        assert [record[name] for name in switches] == [False, False, True, False, True]  # through the subprocess
         assert math.isclose(record["floor_ms"], sum(record["floor_parts"].values()), rel_tol=1e-3, abs_tol=0.01)
         # the step does all of the floor's work and more; slack for a shared, noisy machine
         assert record["floor_ratio"] >= 0.7, record
@@ -165,6 +169,7 @@ def test_cuda_run_on_the_sd21_architecture(bench, capsys):
     assert record["prior"] == "sd21-base-random" and record["renderer"] == "gsplat" and record["resolution"] == 512
     assert positive_and_finite(record["ms_per_step"]) and positive_and_finite(record["floor_ms"])
     assert record["peak_mem_kind"] == "cuda_max_memory_allocated" and "syncs_per_step" in record
+    assert record["syncs_outside_gsplat"] <= 3, record["sync_sites"]  # issue 10's goal for a D-SDS step
 
 
 @pytest.mark.parametrize("prior, perp_neg", [("mvdream", False), ("sd", True)], ids=["mvdream", "perp-neg"])

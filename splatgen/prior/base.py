@@ -12,7 +12,9 @@ Adding a prior: a class with the four members of `DiffusionPrior`, built by
 the renders, `embed_prompts` once per run, and `predict_noise` through `batched_noise_predictions`,
 which passes the cameras of every latent, so a prior that conditions on cameras gets them.
 Batches keep the step's camera order: CFG copies are whole batches, concatenated
-(`[view batch] * K`), so groups of consecutive views stay together inside each copy.
+(`[view batch] * K`), so groups of consecutive views stay together inside each copy. A prior may
+also have a `prompts_encoded()` method: the step calls it once the run's prompts are embedded
+(Stable Diffusion frees its text encoder there).
 
 A multi-view prior denoises groups of views jointly: it declares `views_per_group` (MVDream: 4),
 and the step then samples whole groups (each group's views contiguous, one timestep per group).
@@ -84,12 +86,8 @@ def batched_noise_predictions(
 
     The K copies are stacked condition-major, so a multi-view prior's groups stay contiguous.
     """
-    import torch
-
-    batch, copies = noisy_latents.shape[0], len(embeddings)
-    repeated_cameras = None
-    if cameras is not None:
-        repeated_cameras = cameras.select(torch.arange(batch).repeat(copies))
+    copies = len(embeddings)
+    repeated_cameras = cameras.repeat(copies) if cameras is not None else None  # on the cameras' device
     eps = prior.predict_noise(
         noisy_latents.repeat(copies, 1, 1, 1),
         timesteps.repeat(copies),

@@ -35,7 +35,7 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from splatgen.prior.base import add_noise
-from splatgen.prior.stable_diffusion import ADAPTERS_ON, StableDiffusionPrior, use_lora_weights, use_pretrained_weights
+from splatgen.prior.stable_diffusion import StableDiffusionPrior, use_lora_weights, use_pretrained_weights
 from splatgen.scene.cameras import CameraBatch
 
 ADAPTER_NAME = "splatgen_lora_score"
@@ -110,14 +110,14 @@ class LoraScore:
         lora_parameters = [parameter for name, parameter in unet.named_parameters() if f".{ADAPTER_NAME}." in name]
         for parameter in lora_parameters:
             parameter.data = parameter.data.float()
-        setattr(unet, ADAPTERS_ON, True)  # add_adapter leaves the new adapter active
-        use_pretrained_weights(unet)
+        use_pretrained_weights(unet)  # add_adapter leaves the new adapter active
         self.optimizer = torch.optim.AdamW(
             [*lora_parameters, *self.camera_embedding.parameters()],
             lr=config.learning_rate,
             betas=config.betas,
             eps=config.eps,
             weight_decay=config.weight_decay,
+            fused=True,  # one kernel, and it can skip a non-finite step on the device (`_step_if_finite`)
         )
 
     @staticmethod
@@ -170,7 +170,7 @@ class LoraScore:
     ) -> torch.Tensor:  # [B, 4, h, w] fp32
         """eps_phi(x_t, t, y, c), or eps_phi(x_t, t, y, none) when `camera_condition` is None."""
         if camera_condition is None:
-            camera_condition = torch.zeros(noisy_latents.shape[0], CAMERA_CONDITION_SIZE)
+            camera_condition = torch.zeros(noisy_latents.shape[0], CAMERA_CONDITION_SIZE, device=self.prior.device)
         with self._lora_unet():
             return self._forward(noisy_latents, timesteps, text_embeddings, camera_condition)
 
@@ -199,9 +199,13 @@ class LoraScore:
         latents: torch.Tensor,  # [B, 4, h, w] clean latents of the current renders (detached here)
         text_embeddings: torch.Tensor,  # [B, L, D] or [1, L, D] (the view-independent prompt)
         cameras: CameraBatch | torch.Tensor,  # the B render cameras, or their conditions [B, 16]
-        generator: torch.Generator,
-    ) -> float:
-        """One AdamW step on ||eps_phi(x_t, t, y, c) - eps||^2 (mean), t ~ U{0..T-1}, camera dropped with p; returns it."""
+        generator: torch.Generator,  # draws on its own device: the training device keeps them there
+    ) -> torch.Tensor:
+        """One AdamW step on ||eps_phi(x_t, t, y, c) - eps||^2 (mean), t ~ U{0..T-1}, camera dropped with p.
+
+        Returns that loss as a detached 0-dim tensor on the prior's device (reading it is a host sync:
+        do it at log steps only).
+        """
         prior = self.prior
         latents = latents.detach().to(prior.device, torch.float32)
         batch = latents.shape[0]
@@ -209,25 +213,37 @@ class LoraScore:
         conditions = drop_cameras(conditions.to(prior.device), self.config.camera_dropout, generator)  # [B, 16]
         noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(prior.device)
         timesteps = torch.randint(0, prior.num_train_timesteps, (batch,), generator=generator, device=generator.device)
-        timesteps = timesteps.to(prior.device)
+        loss = self.diffusion_loss(latents, noise, timesteps.to(prior.device), text_embeddings, conditions)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._step_if_finite(loss)
+        return loss.detach()
+
+    def diffusion_loss(
+        self,
+        latents: torch.Tensor,  # [B, 4, h, w] clean latents (detached)
+        noise: torch.Tensor,  # [B, 4, h, w] eps
+        timesteps: torch.Tensor,  # [B] int64
+        text_embeddings: torch.Tensor,  # [B, L, D] or [1, L, D]
+        conditions: torch.Tensor,  # [B, 16] camera conditions (zeros = no camera)
+    ) -> torch.Tensor:  # scalar fp32, differentiable in the LoRA and camera-embedding weights
+        """||eps_phi(x_t, t, y, c) - eps||^2 averaged over all B x 4 x h x w values, x_t = sqrt(abar) x + sqrt(1 - abar) eps."""
+        prior = self.prior
+        latents = latents.detach().to(prior.device, torch.float32)
+        batch = latents.shape[0]
         noisy_latents = add_noise(latents, noise, timesteps, prior.alphas_cumprod)  # [B, 4, h, w]
         text_embeddings = text_embeddings.detach().expand(batch, -1, -1)
-        with self._lora_unet():
-            loss = F.mse_loss(self._forward(noisy_latents, timesteps, text_embeddings, conditions), noise)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self._gradients_finite(loss):  # a NaN/Inf update would poison eps_phi (and the checkpoint)
-                self.optimizer.step()
-        return float(loss.detach())
+        with self._lora_unet():  # the graph is recorded here; backward needs neither the adapters nor the embedding
+            return F.mse_loss(self._forward(noisy_latents, timesteps, text_embeddings, conditions), noise)
 
-    def _gradients_finite(self, loss: torch.Tensor) -> bool:
-        checks = [torch.isfinite(loss)] + [
-            torch.isfinite(p.grad).all()
-            for group in self.optimizer.param_groups
-            for p in group["params"]
-            if p.grad is not None
-        ]
-        return bool(torch.stack(checks).all())
+    def _step_if_finite(self, loss: torch.Tensor) -> None:
+        """AdamW step unless the loss or a gradient is NaN/Inf (a NaN update would poison eps_phi and the
+        checkpoint), decided on the device: fused AdamW skips its update where `found_inf` is 1, the
+        mechanism `torch.amp.GradScaler` uses, so no value is read back to the host."""
+        gradients = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        finite = torch.stack([torch.isfinite(loss), *(torch.isfinite(g).all() for g in gradients)]).all()
+        self.optimizer.found_inf = (~finite).to(torch.float32)  # [] on the device
+        self.optimizer.step()
 
     def state_dict(self) -> dict:
         """LoRA weights, camera embedding, optimiser state and config (for checkpoints)."""
@@ -250,5 +266,8 @@ class LoraScore:
             raise ValueError(f"checkpoint LoRA weights do not fit this UNet: unexpected keys {unexpected[:3]}")
         self.camera_embedding.load_state_dict(state["camera_embedding"])
         self.optimizer.load_state_dict(state["optimizer"])
-        setattr(self.unet, ADAPTERS_ON, True)  # loading may have activated the adapter
-        use_pretrained_weights(self.unet)
+        for group in self.optimizer.param_groups:  # a checkpoint of an older splatgen holds a non-fused AdamW
+            group.update(fused=True, foreach=None)
+        for parameter_state in self.optimizer.state.values():
+            parameter_state["step"] = parameter_state["step"].to(self.prior.device, torch.float32)  # fused: on device
+        use_pretrained_weights(self.unet)  # loading may have activated the adapter

@@ -171,15 +171,19 @@ class MVDreamPrior(StableDiffusionPrior):
 
     views_per_group: ClassVar[int] = VIEWS_PER_GROUP
 
-    def __init__(self, components, config: MVDreamConfig, device: torch.device | str):
-        super().__init__(components, config, device)
+    def __init__(
+        self, components, config: MVDreamConfig, device: torch.device | str, trains_lora: bool = False
+    ) -> None:
+        super().__init__(components, config, device, trains_lora)
         install_cross_view_attention(self.unet, self.views_per_group)
 
     @classmethod
-    def from_config(cls, config: MVDreamConfig, device: torch.device | str = "cpu") -> MVDreamPrior:
+    def from_config(
+        cls, config: MVDreamConfig, device: torch.device | str = "cpu", trains_lora: bool = False
+    ) -> MVDreamPrior:
         """Load SD 2.1-base's parts from `config.model` and the multi-view UNet from `config.unet`."""
         config.validate()
-        dtype = config.torch_dtype(device)
+        dtype = config.torch_dtype(device, trains_lora)
         weights = mvdream_weights_file(config.unet, config.unet_revision)  # before the big downloads: fail fast
         components = load_stable_diffusion(
             config.model,
@@ -187,17 +191,17 @@ class MVDreamPrior(StableDiffusionPrior):
             dtype,
             load_unet=lambda sd_model: build_multiview_unet(sd_model, config, weights),
         )
-        return cls(components, config, device)
+        return cls(components, config, device, trains_lora)
 
     @classmethod
     def with_random_sd21_base_weights(
-        cls, config: MVDreamConfig, device: torch.device | str = "cuda", seed: int = 0
+        cls, config: MVDreamConfig, device: torch.device | str = "cuda", seed: int = 0, trains_lora: bool = False
     ) -> MVDreamPrior:
         """MVDream's full-size architecture with random weights (speed benchmarks; compute ignores weight values)."""
         components = random_sd21_base_components(
-            config.torch_dtype(device), device, seed, unet_config=camera_embedding_config(config)
+            config.torch_dtype(device, trains_lora), device, seed, unet_config=camera_embedding_config(config)
         )
-        return cls(components, config, device)
+        return cls(components, config, device, trains_lora)
 
     @no_grad
     def predict_noise(

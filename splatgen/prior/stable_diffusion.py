@@ -52,14 +52,23 @@ class StableDiffusionConfig:
     revision: str | None = None
     """Hub revision (branch, tag or commit) of the model; None = the default branch. Ignored for local folders."""
     dtype: DtypeName = "auto"
-    """Weights and activations of the frozen networks: auto = fp16 on CUDA, fp32 on CPU. Latents and noise
-    predictions are returned in fp32 whatever this is."""
+    """Weights and activations of the frozen networks. auto: fp32 on CPU; on CUDA bf16 for the LoRA objectives
+    (VSD, ESD) where the GPU supports it (fp32 where not: through an fp16 UNet part of the LoRA gradient
+    underflows to zero, see scripts/precision_probe.py) and fp16 for the others. Latents and noise predictions are
+    returned in fp32, and LoRA weights stay fp32, whatever this is."""
     image_size: int = 512
     """Renders are resized (bilinear) to this square size before VAE encoding; latents are 1/8 of it. Multiple of 8."""
     negative_prompt: str = ""
     """Prompt of the unconditional CFG branch (eps_0); "" is the usual empty prompt."""
     channels_last: bool = False
-    """Store the UNet and VAE in channels-last memory format (often faster on recent NVIDIA GPUs in fp16)."""
+    """Store the UNet and VAE in channels-last memory format (often faster on recent NVIDIA GPUs in fp16/bf16)."""
+    compile: bool = False
+    """torch.compile the UNet and the VAE encoder with static shapes (the first steps of a run compile them)."""
+    cudnn_benchmark: bool = True
+    """CUDA: let cuDNN time its convolution algorithms once for the run's fixed shapes (torch.backends.cudnn.benchmark)."""
+    free_unused: bool = True
+    """Drop the VAE decoder (score distillation never decodes) and move the text encoder to the CPU once the run's
+    prompts are encoded (a prompt encoded later is encoded there)."""
 
     def validate(self) -> None:
         if self.image_size <= 0 or self.image_size % 8 != 0:
@@ -71,33 +80,67 @@ class StableDiffusionConfig:
         if self.dtype not in ("auto", *DTYPE_NAMES):
             raise ValueError(f"prior.dtype must be one of auto, fp32, fp16, bf16, got {self.dtype!r}")
 
-    def torch_dtype(self, device: torch.device | str) -> torch.dtype:
-        """The dtype this config means on `device` (auto: fp16 on CUDA, fp32 elsewhere)."""
+    def torch_dtype(self, device: torch.device | str, trains_lora: bool = False) -> torch.dtype:
+        """The dtype this config means on `device` for a run that does (not) train a LoRA of the UNet (see `dtype`)."""
         import torch
 
-        if self.dtype == "auto":
-            return torch.float16 if torch.device(device).type == "cuda" else torch.float32
-        return getattr(torch, DTYPE_NAMES[self.dtype])
+        if self.dtype != "auto":
+            return getattr(torch, DTYPE_NAMES[self.dtype])
+        if torch.device(device).type != "cuda":
+            return torch.float32
+        if trains_lora:
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.float16
 
 
-ADAPTERS_ON = "_splatgen_adapters_on"  # set by whoever enables adapters; each switch walks the whole UNet
+class AdapterSwitch:
+    """Switches the peft adapters of one UNet on and off without walking the UNet.
+
+    diffusers' `disable_adapters()` / `enable_adapters()` visit every module of the UNet and reset
+    `requires_grad` of every adapter weight on each call (~5 ms of host time on SD 2.1-base, several
+    times per step). This finds the adapter layers once and sets the flag their forward reads
+    (`BaseTunerLayer._disable_adapters`, what peft's `enable_adapters(enabled)` sets), leaving
+    `requires_grad` alone: the LoRA weights stay trainable, and the pretrained predictions run under
+    no_grad. Found again only when the UNet's set of adapters changes.
+    """
+
+    ATTRIBUTE = "_splatgen_adapter_switch"
+
+    def __init__(self, unet: UNet2DConditionModel) -> None:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        self.adapters = tuple(getattr(unet, "peft_config", None) or {})
+        self.layers = [module for module in unet.modules() if isinstance(module, BaseTunerLayer)]
+
+    @classmethod
+    def of(cls, unet: UNet2DConditionModel) -> AdapterSwitch | None:
+        """The UNet's switch (cached on it), or None when it carries no adapter."""
+        if not getattr(unet, "_hf_peft_config_loaded", False):
+            return None
+        switch = getattr(unet, cls.ATTRIBUTE, None)
+        if switch is None or switch.adapters != tuple(unet.peft_config):
+            switch = cls(unet)
+            object.__setattr__(unet, cls.ATTRIBUTE, switch)  # a plain attribute, not a submodule
+        return switch
+
+    def set(self, enabled: bool) -> None:
+        for layer in self.layers:
+            layer._disable_adapters = not enabled
 
 
 def use_pretrained_weights(unet: UNet2DConditionModel) -> None:
-    """Switch off any peft adapter on `unet` (the LoRA score's resting state is 'off' as well).
-
-    A no-op when they are already off: on SD 2.1-base each switch costs ~5 ms of host time
-    (docs/BENCHMARKS.md), and the pretrained prediction runs several times per step.
-    """
-    if getattr(unet, "_hf_peft_config_loaded", False) and getattr(unet, ADAPTERS_ON, True):
-        unet.disable_adapters()
-        setattr(unet, ADAPTERS_ON, False)
+    """Switch off any peft adapter on `unet` (the LoRA score's resting state is 'off' as well)."""
+    switch = AdapterSwitch.of(unet)
+    if switch is not None:
+        switch.set(False)
 
 
 def use_lora_weights(unet: UNet2DConditionModel) -> None:
     """Switch the peft adapters on (the LoRA score's branch)."""
-    unet.enable_adapters()
-    setattr(unet, ADAPTERS_ON, True)
+    switch = AdapterSwitch.of(unet)
+    if switch is None:
+        raise RuntimeError("this UNet carries no adapter to switch on")
+    switch.set(True)
 
 
 class StableDiffusionPrior:
@@ -106,14 +149,18 @@ class StableDiffusionPrior:
     views_per_group: ClassVar[int] = 1  # denoises each view on its own
 
     def __init__(
-        self, components: StableDiffusionComponents, config: StableDiffusionConfig, device: torch.device | str
+        self,
+        components: StableDiffusionComponents,
+        config: StableDiffusionConfig,
+        device: torch.device | str,
+        trains_lora: bool = False,
     ):
         import torch
 
         config.validate()
         self.config = config
         self.device = torch.device(device)
-        self.dtype = config.torch_dtype(self.device)
+        self.dtype = config.torch_dtype(self.device, trains_lora)
         self.image_size = config.image_size
         scheduler_config = components.scheduler.config
         if scheduler_config.get("prediction_type", "epsilon") != "epsilon":
@@ -127,6 +174,8 @@ class StableDiffusionPrior:
         self.text_encoder = components.text_encoder
         self.vae = components.vae
         self.unet = components.unet
+        if config.free_unused:  # latents are never decoded: drop the decoder before it reaches the device
+            self.vae.decoder = self.vae.post_quant_conv = None
         for module in (self.text_encoder, self.vae, self.unet):
             module.to(self.device)
             if module.dtype != self.dtype:
@@ -136,16 +185,23 @@ class StableDiffusionPrior:
         if config.channels_last:
             self.unet.to(memory_format=torch.channels_last)
             self.vae.to(memory_format=torch.channels_last)
+        if config.cudnn_benchmark and self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if config.compile:  # compiled lazily at the first call, after any LoRA adapter is attached
+            self.unet.compile(dynamic=False)
+            self.vae.encoder.compile(dynamic=False)
         self.alphas_cumprod = components.scheduler.alphas_cumprod.to(self.device, torch.float32)  # [T]
         self.latent_scaling = float(self.vae.config.scaling_factor)  # 0.18215 for SD 1.x/2.x
         self._prompt_embeddings: dict[str, torch.Tensor] = {}  # prompt -> [L, D]
 
     @classmethod
-    def from_config(cls, config: StableDiffusionConfig, device: torch.device | str = "cpu") -> StableDiffusionPrior:
+    def from_config(
+        cls, config: StableDiffusionConfig, device: torch.device | str = "cpu", trains_lora: bool = False
+    ) -> StableDiffusionPrior:
         """Load `config.model` (hub id or local folder); failures raise `ModelUnavailable`."""
         config.validate()
-        components = load_stable_diffusion(config.model, config.revision, config.torch_dtype(device))
-        return cls(components, config, device)
+        components = load_stable_diffusion(config.model, config.revision, config.torch_dtype(device, trains_lora))
+        return cls(components, config, device, trains_lora)
 
     @classmethod
     def with_random_sd21_base_weights(
@@ -153,10 +209,11 @@ class StableDiffusionPrior:
         config: StableDiffusionConfig,
         device: torch.device | str = "cuda",
         seed: int = 0,
+        trains_lora: bool = False,
     ) -> StableDiffusionPrior:
         """The full-size SD 2.1-base architecture with random weights (for speed benchmarks; no download)."""
-        components = random_sd21_base_components(config.torch_dtype(device), device, seed)
-        return cls(components, config, device)
+        components = random_sd21_base_components(config.torch_dtype(device, trains_lora), device, seed)
+        return cls(components, config, device, trains_lora)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -200,7 +257,15 @@ class StableDiffusionPrior:
         tokens = self.tokenizer(
             prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
         )
-        return self.text_encoder(tokens.input_ids.to(self.device))[0].to(self.dtype)
+        hidden_states = self.text_encoder(tokens.input_ids.to(self.text_encoder.device))[0]  # [P, L, D]
+        return hidden_states.to(self.device, self.dtype)
+
+    def prompts_encoded(self) -> None:
+        """The run's prompts are encoded: with `free_unused`, move the text encoder to the CPU (in fp32 there)."""
+        import torch
+
+        if self.config.free_unused and self.text_encoder.device.type != "cpu":
+            self.text_encoder.to("cpu", torch.float32)
 
     @no_grad
     def predict_noise(

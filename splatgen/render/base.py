@@ -43,7 +43,7 @@ class RenderOutput:
 def make_backgrounds(
     kind: BackgroundKind, num_cameras: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """Per-camera background colours [C, 3]."""
+    """Per-camera background colours [C, 3] on `device` (random ones drawn on the generator's device)."""
     import torch
 
     if kind == "black":
@@ -51,5 +51,6 @@ def make_backgrounds(
     if kind == "white":
         return torch.ones(num_cameras, 3, device=device)
     if kind == "random":
-        return torch.rand(num_cameras, 3, generator=generator).to(device)
+        draw_on = generator.device if generator is not None else device
+        return torch.rand(num_cameras, 3, generator=generator, device=draw_on).to(device)
     raise ValueError(f"unknown background {kind!r}: use black, white or random")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import torch
 
 
-WORLD_UP = (0.0, 1.0, 0.0)
+UP_AXIS = 1  # the world axis that points up (+y)
 MAX_ABS_ELEVATION = 89.0  # the look-at frame is undefined straight above or below
 
 
@@ -75,9 +75,7 @@ class CameraBatch:
 
     @property
     def camtoworlds(self) -> torch.Tensor:  # [C, 4, 4]
-        import torch
-
-        return torch.linalg.inv(self.viewmats)
+        return rigid_inverse(self.viewmats)
 
     def to(self, device: torch.device | str) -> CameraBatch:
         return CameraBatch(
@@ -91,6 +89,19 @@ class CameraBatch:
             self.fovy_deg.to(device),
         )
 
+    def repeat(self, copies: int) -> CameraBatch:
+        """The batch `copies` times over, in order (camera i of copy k is camera k * C + i), on the same device."""
+        return CameraBatch(
+            self.viewmats.repeat(copies, 1, 1),
+            self.Ks.repeat(copies, 1, 1),
+            self.width,
+            self.height,
+            self.azimuth_deg.repeat(copies),
+            self.elevation_deg.repeat(copies),
+            self.distance.repeat(copies),
+            self.fovy_deg.repeat(copies),
+        )
+
     def select(self, index: slice | torch.Tensor) -> CameraBatch:
         return CameraBatch(
             self.viewmats[index],
@@ -102,6 +113,22 @@ class CameraBatch:
             self.distance[index],
             self.fovy_deg[index],
         )
+
+
+def rigid_inverse(matrices: torch.Tensor) -> torch.Tensor:  # [..., 4, 4] -> [..., 4, 4]
+    """The inverse of rigid transforms [R t; 0 1] in closed form, [R^T, -R^T t; 0 1].
+
+    Exact for orthonormal R (every camera here), and unlike `torch.linalg.inv` it never reads the
+    device (linalg.inv checks for singular matrices on the host).
+    """
+    import torch
+
+    rotation_t = matrices[..., :3, :3].transpose(-1, -2)  # [..., 3, 3]
+    inverse = torch.zeros_like(matrices)
+    inverse[..., :3, :3] = rotation_t
+    inverse[..., :3, 3] = -(rotation_t @ matrices[..., :3, 3:])[..., 0]
+    inverse[..., 3, 3] = 1.0
+    return inverse
 
 
 def wrap_azimuth(azimuth_deg: torch.Tensor) -> torch.Tensor:
@@ -127,7 +154,8 @@ def look_at_viewmats(positions: torch.Tensor, targets: torch.Tensor) -> torch.Te
     import torch
 
     forward = torch.nn.functional.normalize(targets - positions, dim=-1)  # camera +z
-    up = torch.tensor(WORLD_UP, dtype=positions.dtype, device=positions.device).expand_as(forward)
+    up = torch.zeros_like(forward)  # filled on the device: a host tensor would be a blocking copy
+    up[:, UP_AXIS] = 1.0
     right = torch.nn.functional.normalize(torch.linalg.cross(forward, up), dim=-1)  # camera +x
     down = torch.linalg.cross(forward, right)  # camera +y
     rotation_c2w = torch.stack([right, down, forward], dim=-1)  # [C, 3, 3], columns are camera axes
@@ -182,10 +210,10 @@ def make_cameras(
     )
 
 
-def _uniform(lo: float, hi: float, n: int, generator: torch.Generator) -> torch.Tensor:
+def _uniform(lo: float, hi: float, n: int, generator: torch.Generator) -> torch.Tensor:  # [n] on generator.device
     import torch
 
-    return lo + (hi - lo) * torch.rand(n, generator=generator)
+    return lo + (hi - lo) * torch.rand(n, generator=generator, device=generator.device)
 
 
 def sample_cameras(
@@ -196,7 +224,7 @@ def sample_cameras(
     generator: torch.Generator,
     views_per_group: int = 1,
 ) -> CameraBatch:
-    """Draw `batch_size` random orbit cameras; reproducible for a given generator state.
+    """Draw `batch_size` random orbit cameras on the generator's device; reproducible for a given generator state.
 
     With `views_per_group` V > 1 (a multi-view prior) the batch is G = batch_size / V groups of V
     contiguous views: one elevation, distance and field of view per group, azimuths
@@ -207,14 +235,17 @@ def sample_cameras(
 
     if batch_size % views_per_group != 0:
         raise ValueError(f"a batch of {batch_size} views is not made of whole groups of {views_per_group}")
+    device = generator.device
     draws = batch_size // views_per_group  # independent draws: views, or groups of views
     if views_per_group > 1:
         sector = 360.0 / views_per_group
-        group_offsets = (torch.arange(draws) + torch.rand(draws, generator=generator)) / draws * sector - 180.0  # [G]
-        azimuth = (group_offsets[:, None] + sector * torch.arange(views_per_group)).reshape(-1)  # [G * V]
+        strata = (torch.arange(draws, device=device) + torch.rand(draws, generator=generator, device=device)) / draws
+        group_offsets = strata * sector - 180.0  # [G]
+        azimuth = (group_offsets[:, None] + sector * torch.arange(views_per_group, device=device)).reshape(-1)  # [G * V]
     elif sampler.stratified_azimuth:
         lo, hi = sampler.azimuth_range
-        strata = (torch.arange(batch_size) + torch.rand(batch_size, generator=generator)) / batch_size
+        offsets = torch.rand(batch_size, generator=generator, device=device)
+        strata = (torch.arange(batch_size, device=device) + offsets) / batch_size
         azimuth = lo + (hi - lo) * strata
     else:
         azimuth = _uniform(*sampler.azimuth_range, batch_size, generator)
@@ -231,8 +262,8 @@ def sample_cameras(
     elevation, distance, fovy = (value.repeat_interleave(views_per_group) for value in (elevation, distance, fovy))
     targets = offsets = None
     if sampler.jitter > 0:
-        offsets = sampler.jitter * torch.randn(batch_size, 3, generator=generator)
-        targets = sampler.jitter * torch.randn(batch_size, 3, generator=generator)
+        offsets = sampler.jitter * torch.randn(batch_size, 3, generator=generator, device=device)
+        targets = sampler.jitter * torch.randn(batch_size, 3, generator=generator, device=device)
     return make_cameras(azimuth, elevation, distance, fovy, width, height, targets=targets, position_offsets=offsets)
 
 

@@ -48,6 +48,20 @@ def check_render_backend(config: TrainConfig, device: torch.device, console: Con
     check(config.render_backend, device, announce=lambda text: console.print(text, highlight=False, soft_wrap=True))
 
 
+def make_generators(seed: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
+    """(initialisation generator, step generator), both seeded with `seed`.
+
+    The step's draws (cameras, backgrounds, timesteps, noise, the LoRA's dropout, noise and
+    timesteps) come from a generator on the training device, so none is a blocking host-to-device
+    copy. The initial Gaussians are drawn once on the CPU. On CPU both are one generator, whose
+    stream runs on from the initialisation into the steps.
+    """
+    init_generator = torch.Generator().manual_seed(seed)
+    if device.type == "cpu":
+        return init_generator, init_generator
+    return init_generator, torch.Generator(device).manual_seed(seed)
+
+
 def plan_run_folder(config: TrainConfig, console: Console | None = None) -> RunFolder:
     """Where the run goes, checked before any model loads; creates nothing.
 
@@ -152,16 +166,25 @@ def load_prior(config: TrainConfig, device: torch.device, console: Console) -> D
 
     quiet_library_progress_bars()
     prior_config = replace(config.prior, model=resolve_sd_model(config.prior.model, console))
+    trains_lora = config.objective.uses_lora
+    dtype = prior_config.torch_dtype(device, trains_lora)
+    dtype_name = str(dtype).removeprefix("torch.")
+    if trains_lora and dtype == torch.float16:
+        console.print(
+            "[yellow]fp16 prior with a LoRA objective: part of the LoRA gradient underflows to zero in fp16 "
+            "(scripts/precision_probe.py measures it); --prior.dtype bf16 or fp32 avoids it[/]"
+        )
     if isinstance(prior_config, MVDreamConfig):
         from splatgen.prior.mvdream import MVDreamPrior
 
         prior_config = replace(prior_config, unet=resolve_mvdream_unet(prior_config.unet, console))
         console.print(
-            f"loading MVDream's UNet from {prior_config.unet}, SD 2.1-base's parts from {prior_config.model} ..."
+            f"loading MVDream's UNet from {prior_config.unet}, SD 2.1-base's parts from {prior_config.model} "
+            f"({dtype_name}) ..."
         )
-        return MVDreamPrior.from_config(prior_config, device)
-    console.print(f"loading Stable Diffusion from {prior_config.model} ...")
-    return StableDiffusionPrior.from_config(prior_config, device)
+        return MVDreamPrior.from_config(prior_config, device, trains_lora)
+    console.print(f"loading Stable Diffusion from {prior_config.model} ({dtype_name}) ...")
+    return StableDiffusionPrior.from_config(prior_config, device, trains_lora)
 
 
 class ModelCache:
@@ -253,14 +276,14 @@ def initial_state(
 ) -> TrainState:
     """The state of a fresh run at step 0: text embeddings, initial Gaussians, optimisers, densifier.
 
-    Seeds torch's global generator (gsplat's split() draws from it) and creates the sampling
-    generator from `config.seed`; `lora_score` is `make_lora_score(...)` (one per prior).
+    Seeds torch's global generator (gsplat's split() draws from it) and creates the generators
+    (`make_generators`) from `config.seed`; `lora_score` is `make_lora_score(...)` (one per prior).
     """
-    generator = torch.Generator().manual_seed(config.seed)
+    init_generator, generator = make_generators(config.seed, device)
     torch.manual_seed(config.seed)
     text = TextConditions.build(prior, view_prompts, config)
     splats = initial_gaussians(
-        config.init, config.prompt, config.sh_degree, config.densify.max_gaussians, generator, console
+        config.init, config.prompt, config.sh_degree, config.densify.max_gaussians, init_generator, console
     ).to_parameters(device)
     return TrainState(
         config=config,

@@ -9,7 +9,8 @@ puts it back. `<run>/checkpoints/last.pt` is a `torch.save` dict (loadable with 
     optimizers      {key: Adam state_dict}
     densifier       the densifier's running statistics
     lora            the VSD/ESD LoRA score's state (or None)
-    rng             {"torch": CPU RNG state, "generator": the sampling generator's state, "cuda": ...}
+    rng             {"torch": CPU RNG state, "generator": the step generator's state (on the training
+                    device), "cuda": every CUDA device's RNG state when CUDA is in use}
     nan_steps       how many steps were skipped for non-finite values so far
     integrity       {"sha256": digest of everything above, "config": the run's identity as YAML}
 
@@ -225,6 +226,23 @@ def _load_failure(error: Exception) -> str:
     if "weights_only" in text or "Unsupported global" in text or "Weights only load failed" in text:
         return "it holds code or objects other than tensors, refused for safety (do not load it with pickle)"
     return f"{type(error).__name__}: {text[:200]}"
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """The random state a resumed run needs to draw what an uninterrupted one would."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()  # the global CUDA generators (gsplat's split draws there)
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Put back what `rng_state` saved (CUDA states only where this machine has those devices)."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if state.get("cuda") and torch.cuda.is_available():
+        for index, device_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(device_state, index)
 
 
 def _to_cpu(value: Any) -> Any:

@@ -127,7 +127,8 @@ def distillation_step(
         num_timesteps = alphas_cumprod.shape[0]
         timesteps = sample_timesteps(objective.timesteps, progress, batch // group, num_timesteps, generator)
         timesteps = timesteps.repeat_interleave(group).to(latents.device)  # one t per group of jointly denoised views
-        noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+        noise = torch.randn(latents.shape, generator=generator, device=generator.device)
+        noise = noise.to(latents.device, latents.dtype)  # drawn on the generator's (the training) device
         clean = latents.detach()
         noisy = add_noise(clean, noise, timesteps, alphas_cumprod)  # x_t [B, c, h, w]
     with region("unet_cfg"):

@@ -27,6 +27,7 @@ from splatgen.render import make_backgrounds, rasterize
 from splatgen.scene.cameras import CameraBatch, sample_cameras
 from splatgen.scene.densify import Densifier, DensifyThresholds, RefineReport, densify_thresholds
 from splatgen.scene.gaussians import activate
+from splatgen.train.checkpoint import restore_rng_state, rng_state
 from splatgen.train.config import TrainConfig
 from splatgen.train.distill import DistillationResult, PromptEmbeddings, Region, distillation_step, no_region
 from splatgen.train.optim import means_learning_rate, set_means_learning_rate
@@ -53,6 +54,9 @@ class TextConditions:
         embeddings = prior.embed_prompts(
             [*view_prompts.in_view_order(), negative, "", view_prompts.prompt]
         )  # [7, L, D]
+        prompts_encoded = getattr(prior, "prompts_encoded", None)  # optional hook: the run's prompts are encoded
+        if prompts_encoded is not None:
+            prompts_encoded()
         return TextConditions(
             view_prompts,
             embeddings[:4],
@@ -115,7 +119,7 @@ class TrainState:
             "optimizers": {key: optimizer.state_dict() for key, optimizer in self.optimizers.items()},
             "densifier": self.densifier.state_dict(),
             "lora": self.lora_score.state_dict() if self.lora_score is not None else None,
-            "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+            "rng": rng_state(self.generator),
             "nan_steps": self.skipped_steps,
         }
 
@@ -132,8 +136,7 @@ class TrainState:
         )
         if self.lora_score is not None and state.get("lora") is not None:
             self.lora_score.load_state_dict(state["lora"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.generator.set_state(state["rng"]["generator"])
+        restore_rng_state(state["rng"], self.generator)
         self.step = int(state["step"])
         self.skipped_steps = int(state.get("nan_steps", 0))
         self.consecutive_bad = 0
