@@ -75,12 +75,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 
 from splatgen.errors import SplatgenError
 from splatgen.objectives import OBJECTIVES
-from splatgen.prior.base import add_noise, views_per_group
+from splatgen.prior.base import views_per_group
 from splatgen.prior.multiview import VIEWS_PER_GROUP
 from splatgen.prior.mvdream import MVDreamConfig, MVDreamPrior
 from splatgen.prior.stable_diffusion import StableDiffusionConfig, StableDiffusionPrior
@@ -647,7 +646,9 @@ def parse_args(argv: list[str] | None) -> Plan:
         "--no-cudnn-benchmark", action="store_true", help="turn off the prior's cudnn_benchmark option (CUDA)"
     )
     parser.add_argument(
-        "--keep-unused", action="store_true", help="turn off the prior's free_unused option (keep VAE decoder, text encoder)"
+        "--keep-unused",
+        action="store_true",
+        help="turn off the prior's free_unused option (keep VAE decoder, text encoder)",
     )
     parser.add_argument(
         "--peft-toggles", action="store_true", help="switch LoRA adapters with diffusers' UNet-walking calls"
