@@ -37,7 +37,7 @@ from one configuration to the next; `--same-process` turns this off). On a share
 CPU (default without CUDA): the tiny random SD-shaped models (`tiny-random`, built once into
 `$SPLATGEN_TINY_MODELS`), 64x64 renders, pure-torch rasterizer, D-SDS at batch 1.
 CUDA: the full SD 2.1-base architecture with random weights (`assets/sd21_base/`, compute does
-not depend on weight values) in fp16, prior and renders at 512x512, gsplat, every objective at
+not depend on weight values) in the prior's auto dtype (fp16; bf16 for VSD/ESD), prior and renders at 512x512, gsplat, every objective at
 batch 1 and 4, 100k Gaussians.
 
 `--prior mvdream` times the MVDream multi-view prior instead (MV-SDS: 4-view groups, one timestep
