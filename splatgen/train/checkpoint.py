@@ -228,23 +228,6 @@ def _load_failure(error: Exception) -> str:
     return f"{type(error).__name__}: {text[:200]}"
 
 
-def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    """The random state a resumed run needs to draw what an uninterrupted one would."""
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()  # the global CUDA generators (gsplat's split draws there)
-    return state
-
-
-def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    """Put back what `rng_state` saved (CUDA states only where this machine has those devices)."""
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
-    if state.get("cuda") and torch.cuda.is_available():
-        for index, device_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(device_state, index)
-
-
 def _to_cpu(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()

@@ -27,7 +27,6 @@ from splatgen.render import make_backgrounds, rasterize
 from splatgen.scene.cameras import CameraBatch, sample_cameras
 from splatgen.scene.densify import Densifier, DensifyThresholds, RefineReport, densify_thresholds
 from splatgen.scene.gaussians import activate
-from splatgen.train.checkpoint import restore_rng_state, rng_state
 from splatgen.train.config import TrainConfig
 from splatgen.train.distill import DistillationResult, PromptEmbeddings, Region, distillation_step, no_region
 from splatgen.train.optim import means_learning_rate, set_means_learning_rate
@@ -87,6 +86,23 @@ class TextConditions:
                 assign_views(azimuth, elevation, self.view_prompts).to(self.view_embeddings.device)
             ]
         return PromptEmbeddings(view=view, negative=negative, empty=empty, plain=plain)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """The random state a resumed run needs to draw what an uninterrupted one would."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()  # the global CUDA generators (gsplat's split draws there)
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Put back what `rng_state` saved (CUDA states only where this machine has those devices)."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if state.get("cuda") and torch.cuda.is_available():
+        for index, device_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(device_state, index)
 
 
 @dataclass
