@@ -92,7 +92,7 @@ stage_precision() {
   probe=$(ls scripts/precision_probe*.py 2>/dev/null | head -1)
   [[ -n $probe ]] || { note "skipped: no scripts/precision_probe.py in this checkout"; exit $SKIP; }
   needs_cuda
-  "$python" "$probe"
+  "$python" "$probe" --device cuda --architecture sd21
 }
 
 stage_bench() {
