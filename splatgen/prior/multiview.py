@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from splatgen.scene.cameras import CameraBatch
+from splatgen.scene.cameras import CameraBatch, rigid_inverse
 
 if TYPE_CHECKING:
     import torch
@@ -41,10 +41,6 @@ CAMERA_EMBED_KEYS = {  # diffusers name -> MVDream's LDM name
     "class_embedding.linear_2.weight": "camera_embed.2.weight",
     "class_embedding.linear_2.bias": "camera_embed.2.bias",
 }
-OPENCV_TO_OPENGL_AXES = ((1.0, 0.0, 0.0, 0.0), (0.0, -1.0, 0.0, 0.0), (0.0, 0.0, -1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
-"""Camera axes OpenCV -> OpenGL: x right, y up, z back (diag(1, -1, -1, 1))."""
-Y_UP_TO_Z_UP = ((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, -1.0, 0.0), (0.0, 1.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0))
-"""MVDream's `convert_opengl_to_blender`: world y up -> z up."""
 
 
 class UnmappedWeights(ValueError):
@@ -99,15 +95,17 @@ def mvdream_camera_conditions(cameras: CameraBatch) -> torch.Tensor:  # [C, 16]
     """MVDream's camera input from splatgen cameras (OpenCV world-to-camera, +y up, front on +z).
 
     c2w = inv(viewmat) @ diag(1, -1, -1, 1) (OpenCV -> OpenGL camera axes), then the y-up -> z-up
-    change of basis on the left, the translation scaled to unit length (MVDream's
-    `normalize_camera`, with its 1e-8), flattened row-major.
+    change of basis [[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]] on the left
+    (MVDream's `convert_opengl_to_blender`), the translation scaled to unit length (its
+    `normalize_camera`, with its 1e-8), flattened row-major. Both changes of basis are sign flips
+    and a row swap, done as such on the cameras' device (no constant copied from the host, and the
+    closed-form rigid inverse reads nothing back).
     """
     import torch
 
-    viewmats = cameras.viewmats.double()  # [C, 4, 4]
-    axes = torch.tensor(OPENCV_TO_OPENGL_AXES).to(viewmats)
-    world = torch.tensor(Y_UP_TO_Z_UP).to(viewmats)
-    camera = world @ torch.linalg.inv(viewmats) @ axes  # [C, 4, 4]
+    c2w = rigid_inverse(cameras.viewmats.double())  # [C, 4, 4]
+    opengl = torch.cat([c2w[:, :, :1], -c2w[:, :, 1:3], c2w[:, :, 3:]], dim=2)  # camera y, z columns negated
+    camera = torch.stack([opengl[:, 0], -opengl[:, 2], opengl[:, 1], opengl[:, 3]], dim=1)  # world rows x, -z, y
     translation = camera[:, :3, 3]
     camera[:, :3, 3] = translation / (translation.norm(dim=1, keepdim=True) + 1e-8)
     return camera.reshape(len(cameras), CAMERA_CONDITION_SIZE).float()

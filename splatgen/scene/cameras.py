@@ -241,7 +241,8 @@ def sample_cameras(
         sector = 360.0 / views_per_group
         strata = (torch.arange(draws, device=device) + torch.rand(draws, generator=generator, device=device)) / draws
         group_offsets = strata * sector - 180.0  # [G]
-        azimuth = (group_offsets[:, None] + sector * torch.arange(views_per_group, device=device)).reshape(-1)  # [G * V]
+        view_offsets = sector * torch.arange(views_per_group, device=device)  # [V]
+        azimuth = (group_offsets[:, None] + view_offsets).reshape(-1)  # [G * V]
     elif sampler.stratified_azimuth:
         lo, hi = sampler.azimuth_range
         offsets = torch.rand(batch_size, generator=generator, device=device)
