@@ -11,9 +11,11 @@ from __future__ import annotations
 import functools
 import traceback
 from dataclasses import replace
+from io import StringIO
 
 import pytest
 import torch
+from rich.console import Console
 from test_train import QUIET, _interrupt_at, tiny_config
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -238,19 +240,40 @@ class OneStepReads:
             self.counter.__exit__(None, None, None)
 
 
-@pytest.mark.parametrize("objective", ["dsds", "vsd"])
-def test_a_training_step_reads_the_device_once_outside_gsplat(tmp_path, tiny_models, objective):
-    """Outside gsplat's own code a step reads one value back: the NaN/Inf check. Step 2 of the run is not
-    a log, checkpoint or refinement step. (Host-to-device copies cannot be seen on CPU; `bench.py --device
-    cuda` counts every sync there.)"""
+@pytest.mark.parametrize("case", ["dsds", "vsd", "mvdream", "perp-neg"])
+def test_a_training_step_reads_the_device_once_outside_gsplat(tmp_path, tiny_models, case):
+    """Outside gsplat's own code a step reads one value back: the NaN/Inf check (the LoRA's own check
+    stays on the device). Step 2 of the run is not a log, checkpoint or refinement step. The same holds
+    for MVDream's 4-view groups and for Perp-Neg. (Host-to-device copies cannot be seen on CPU;
+    `bench.py --device cuda` counts every sync there.)"""
     from splatgen.objectives import DSDS
+    from splatgen.prior.mvdream import MVDreamConfig
 
-    config = tiny_config(tmp_path / objective, steps=3, log_every=100, checkpoint_every=100)
-    config = replace(config, objective=VSD() if objective == "vsd" else DSDS())
+    config = tiny_config(tmp_path / case, steps=3, log_every=100, checkpoint_every=100)
+    config = replace(config, objective=VSD() if case == "vsd" else DSDS())
+    if case == "mvdream":
+        mvdream = MVDreamConfig(model=TINY_MODEL_ID, unet=TINY_MODEL_ID, image_size=IMAGE_SIZE)
+        config = replace(config, prior=mvdream, batch_size=4)
+    if case == "perp-neg":
+        config = replace(config, prompts=replace(config.prompts, perp_neg=True))
     hook = OneStepReads(step=2)
     train(config, console=QUIET, on_step=hook)
     assert len(hook.counter.outside_gsplat) == 1, hook.counter.reads
     assert "_local_scalar_dense" in hook.counter.outside_gsplat[0], hook.counter.reads
+    assert "train/step.py" in hook.counter.outside_gsplat[0], hook.counter.reads  # all_finite
+
+
+def test_multi_view_groups_are_drawn_on_the_generators_device():
+    """MVDream's groups (one elevation, distance and field of view per group, views 90 degrees apart) come
+    from the generator's device like single views; on CPU from the stream a plain CPU draw gives."""
+    generator = torch.Generator().manual_seed(4)
+    cameras = sample_cameras(OrbitSampler(), 8, 32, 32, generator, views_per_group=4)
+    reference = torch.Generator().manual_seed(4)
+    offsets = (torch.arange(2) + torch.rand(2, generator=reference)) / 2 * 90.0 - 180.0
+    azimuth = (offsets[:, None] + 90.0 * torch.arange(4)).reshape(-1)
+    assert torch.equal(cameras.azimuth_deg, torch.remainder(azimuth + 180.0, 360.0) - 180.0)
+    assert cameras.viewmats.device == generator.device
+    assert torch.equal(cameras.elevation_deg[:4], cameras.elevation_deg[:1].expand(4))
 
 
 # ---------------------------------------------------------------- precision
@@ -322,10 +345,6 @@ def test_resumed_cuda_run_equals_an_uninterrupted_one(tmp_path, tiny_models):
 
 
 def test_an_fp16_prior_with_a_lora_objective_is_warned_about(tmp_path, tiny_models):
-    from io import StringIO
-
-    from rich.console import Console
-
     from splatgen.train import assemble
 
     config = tiny_config(tmp_path, objective=VSD())
@@ -337,3 +356,91 @@ def test_an_fp16_prior_with_a_lora_objective_is_warned_about(tmp_path, tiny_mode
     output.truncate(0)
     assert assemble.load_prior(config, torch.device("cpu"), Console(file=output, width=400)).dtype == torch.float32
     assert "underflows" not in output.getvalue()
+
+
+# ---------------------------------------------------------------- random state in checkpoints
+
+
+def test_a_resume_on_another_device_type_seeds_the_step_generator_from_the_checkpoint(tmp_path, tiny_models):
+    """`--device` may change on resume, but a CPU generator cannot take a CUDA generator's state: the step
+    generator is seeded from the saved state instead (the same checkpoint, the same draws) and a note says so.
+    Simulated on CPU with the 16-byte state (seed, offset) a CUDA generator saves."""
+    import shutil
+
+    from splatgen.train.checkpoint import state_digest
+
+    run = train(tiny_config(tmp_path / "run", steps=4), console=QUIET).run_dir
+    path = run / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    assert state["rng"]["generator_device"] == "cpu"
+    integrity = state.pop("integrity")
+    state["rng"].update(generator=torch.arange(16, dtype=torch.uint8), generator_device="cuda")
+    state["integrity"] = {**integrity, "sha256": state_digest(state)}
+    torch.save(state, path)
+    shutil.copytree(run, tmp_path / "copy")
+    assets, printed = [], []
+    for folder in (run, tmp_path / "copy"):
+        output = StringIO()
+        arguments = ["--resume", str(folder), "--steps", "6", "--video-frames", "0", "--no-viewer"]
+        result = train(parse_train_args(arguments), console=Console(file=output, width=400))
+        assert result.steps_completed == 2  # steps 5 and 6
+        assets.append(read_ply(result.ply_path))
+        printed.append(output.getvalue())
+    assert "step generator was on cuda, this run's is on cpu" in printed[0]
+    assert torch.equal(assets[0].means, assets[1].means) and torch.equal(assets[0].sh0, assets[1].sh0)
+
+
+# ---------------------------------------------------------------- the LoRA's non-finite updates
+
+
+def test_a_non_finite_lora_gradient_skips_the_update_on_the_device(monkeypatch):
+    """The LoRA's AdamW step is skipped where the loss or a gradient is NaN/Inf, without reading the device:
+    weights, moments and step counts stay as they were, and the next finite step trains again."""
+    prior = tiny_prior()
+    lora = LoraScore(prior, LoraScoreConfig())
+    latents = torch.randn(2, 4, IMAGE_SIZE // 8, IMAGE_SIZE // 8, generator=torch.Generator().manual_seed(0))
+    embeddings = prior.embed_prompts(["a corgi"])
+    conditions = camera_conditions(sample_cameras(OrbitSampler(), 2, 32, 32, torch.Generator().manual_seed(0)))
+    lora.train_step(latents, embeddings, conditions, torch.Generator().manual_seed(0))
+
+    before = lora.state_dict()  # a deep copy
+    forward = LoraScore._forward
+    monkeypatch.setattr(LoraScore, "_forward", lambda self, *args: forward(self, *args) * float("nan"))
+    with HostReads() as counter:
+        loss = lora.train_step(latents, embeddings, conditions, torch.Generator().manual_seed(1))
+    assert counter.reads == [] and torch.isnan(loss)
+    after = lora.state_dict()
+    for name, tensor in before["lora"].items():
+        assert torch.equal(after["lora"][name], tensor), name
+    for index, moments in before["optimizer"]["state"].items():
+        for key, value in moments.items():
+            assert torch.equal(after["optimizer"]["state"][index][key], value), (index, key)
+    monkeypatch.setattr(LoraScore, "_forward", forward)
+    assert torch.isfinite(lora.train_step(latents, embeddings, conditions, torch.Generator().manual_seed(2)))
+    steps = {float(moments["step"]) for moments in lora.optimizer.state.values()}
+    assert steps == {2.0}  # the skipped step did not count
+
+
+def test_a_lora_state_saved_with_a_non_fused_adamw_loads_and_trains():
+    """Checkpoints written before the LoRA's AdamW was fused hold fused=False and CPU step counters."""
+    prior = tiny_prior()
+    lora = LoraScore(prior, LoraScoreConfig())
+    latents = torch.randn(2, 4, IMAGE_SIZE // 8, IMAGE_SIZE // 8, generator=torch.Generator().manual_seed(0))
+    embeddings = prior.embed_prompts(["a corgi"])
+    conditions = camera_conditions(sample_cameras(OrbitSampler(), 2, 32, 32, torch.Generator().manual_seed(0)))
+    lora.train_step(latents, embeddings, conditions, torch.Generator().manual_seed(0))
+    state = lora.state_dict()
+    for group in state["optimizer"]["param_groups"]:
+        group.update(fused=False, foreach=None)
+    lora.load_state_dict(state)
+    assert all(group["fused"] for group in lora.optimizer.param_groups)
+    assert torch.isfinite(lora.train_step(latents, embeddings, conditions, torch.Generator().manual_seed(1)))
+
+
+def test_a_resume_may_change_the_priors_speed_switches(tmp_path, tiny_models):
+    run = train(tiny_config(tmp_path / "run", steps=4), console=QUIET).run_dir
+    switches = ["--prior.channels-last", "--prior.no-cudnn-benchmark", "--prior.no-free-unused"]
+    arguments = ["--resume", str(run), "--steps", "5", "--video-frames", "0", "--no-viewer", *switches]
+    config = parse_train_args(arguments)
+    assert (config.prior.channels_last, config.prior.cudnn_benchmark, config.prior.free_unused) == (True, False, False)
+    assert train(config, console=QUIET).steps_completed == 1

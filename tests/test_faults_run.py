@@ -495,6 +495,11 @@ def test_resume_refuses_a_checkpoint_without_its_parts(finished_run, capsys):
     assert "last.pt lacks optimizers; it cannot be resumed" in _resume_error(finished_run, capsys)
 
 
+def test_resume_refuses_a_checkpoint_without_a_usable_random_state(finished_run, capsys):
+    _rewrite(finished_run, lambda state: state["rng"].update(generator=torch.zeros(3)))
+    assert "last.pt has no usable random state (rng); it cannot be resumed" in _resume_error(finished_run, capsys)
+
+
 class Payload:
     def __reduce__(self):
         return (os.system, ("echo owned",))

@@ -10,7 +10,8 @@ puts it back. `<run>/checkpoints/last.pt` is a `torch.save` dict (loadable with 
     densifier       the densifier's running statistics
     lora            the VSD/ESD LoRA score's state (or None)
     rng             {"torch": CPU RNG state, "generator": the step generator's state (on the training
-                    device), "cuda": every CUDA device's RNG state when CUDA is in use}
+                    device), "generator_device": that device's type ("cpu", "cuda"), "cuda": every
+                    CUDA device's RNG state when CUDA is in use}
     nan_steps       how many steps were skipped for non-finite values so far
     integrity       {"sha256": digest of everything above, "config": the run's identity as YAML}
 
@@ -88,6 +89,7 @@ def load_checkpoint(checkpoint_dir: Path, identity: str | None = None) -> dict[s
     missing = [key for key in REQUIRED_ENTRIES if key not in state]
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}; it cannot be resumed")
+    check_rng(state["rng"], path)
     check_splats(state.get("splats"), path)
     check_optimizer_moments(state["splats"], state["optimizers"], path)
     bad = first_non_finite(state)
@@ -96,14 +98,33 @@ def load_checkpoint(checkpoint_dir: Path, identity: str | None = None) -> dict[s
     return state
 
 
-def restore_checkpoint(state: TrainState, saved: dict[str, Any], path: Path) -> None:
-    """Continue `state` (a fresh run's, same config) from a verified `load_checkpoint` result."""
+def restore_checkpoint(state: TrainState, saved: dict[str, Any], path: Path) -> str | None:
+    """Continue `state` (a fresh run's, same config) from a verified `load_checkpoint` result; returns
+    a note when the random state could not be restored exactly (a resume on another device type)."""
     try:
-        state.load_state_dict(saved)
+        return state.load_state_dict(saved)
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
         raise CheckpointError(
             f"{path} does not fit this run ({type(error).__name__}: {' '.join(str(error).split())[:160]})"
         ) from error
+
+
+def check_rng(rng: Any, path: Path) -> None:
+    """The random states must be byte tensors (CPU and step generator, each CUDA device's), as torch saves them."""
+
+    def is_state(value: Any) -> bool:
+        return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1 and value.numel() > 0
+
+    cuda = rng.get("cuda", []) if isinstance(rng, dict) else None
+    if (
+        not isinstance(rng, dict)
+        or not is_state(rng.get("torch"))
+        or not is_state(rng.get("generator"))
+        or not isinstance(rng.get("generator_device", "cpu"), str)
+        or not isinstance(cuda, (list, tuple))
+        or not all(is_state(device_state) for device_state in cuda)
+    ):
+        raise CheckpointError(f"{path} has no usable random state (rng); it cannot be resumed")
 
 
 def check_splats(splats: Any, path: Path) -> None:

@@ -53,6 +53,10 @@ RESUME_MAY_CHANGE = (
     "render_size",
     "densify.max_gaussians",
     "prior.dtype",
+    "prior.channels_last",  # speed and memory switches: the same run either way
+    "prior.compile",
+    "prior.cudnn_benchmark",
+    "prior.free_unused",
 )
 """Fields a `--resume` may override; every other field is the run's identity, checked on resume."""
 

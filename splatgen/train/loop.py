@@ -167,8 +167,10 @@ def train(
     lora_score = assemble.make_lora_score(config, prior, device)
     state = assemble.initial_state(config, prior, view_prompts, device, console, lora_score)
     if saved is not None:
-        restore_checkpoint(state, saved, run.last_checkpoint)
+        note = restore_checkpoint(state, saved, run.last_checkpoint)
         console.print(f"resuming {run.path} from step {state.step}")
+        if note is not None:
+            console.print(f"[yellow]note: {note}[/]", highlight=False, soft_wrap=True)
     stop = _StopRequest(console)
     with stop.installed():
         lock = assemble.open_run_folder(run, config, view_prompts, console)  # the first write: the start succeeded

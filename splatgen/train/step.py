@@ -14,6 +14,7 @@ after backward).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,19 +91,39 @@ class TextConditions:
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
     """The random state a resumed run needs to draw what an uninterrupted one would."""
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+        "generator_device": generator.device.type,
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()  # the global CUDA generators (gsplat's split draws there)
     return state
 
 
-def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    """Put back what `rng_state` saved (CUDA states only where this machine has those devices)."""
+def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> str | None:
+    """Put back what `rng_state` saved (CUDA states only where this machine has those devices).
+
+    A resume may change `--device`; a generator state of another device type cannot be set, so the
+    step generator is then seeded from a digest of the saved state (the same checkpoint always gives
+    the same draws) and the returned note says that the draws differ from an uninterrupted run's.
+    """
     torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
+    saved_device = state.get("generator_device", "cpu")  # earlier checkpoints: the step generator was a CPU one
+    note = None
+    if saved_device == generator.device.type:
+        generator.set_state(state["generator"])
+    else:
+        digest = hashlib.sha256(state["generator"].numpy().tobytes()).digest()
+        generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+        note = (
+            f"the checkpoint's step generator was on {saved_device}, this run's is on {generator.device.type}: "
+            "it continues with draws seeded from the saved state, not those an uninterrupted run would make"
+        )
     if state.get("cuda") and torch.cuda.is_available():
         for index, device_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(device_state, index)
+    return note
 
 
 @dataclass
@@ -139,8 +160,11 @@ class TrainState:
             "nan_steps": self.skipped_steps,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from what `state_dict` returned (loaded on the CPU); the inverse of `state_dict`."""
+    def load_state_dict(self, state: dict[str, Any]) -> str | None:
+        """Continue from what `state_dict` returned (loaded on the CPU); the inverse of `state_dict`.
+
+        Returns a note for the user when the random state could not be restored exactly (see `restore_rng_state`).
+        """
         for key, value in state["splats"].items():
             self.splats[key] = torch.nn.Parameter(value.to(self.device))
             optimizer = self.optimizers[key]
@@ -152,10 +176,11 @@ class TrainState:
         )
         if self.lora_score is not None and state.get("lora") is not None:
             self.lora_score.load_state_dict(state["lora"])
-        restore_rng_state(state["rng"], self.generator)
+        note = restore_rng_state(state["rng"], self.generator)
         self.step = int(state["step"])
         self.skipped_steps = int(state.get("nan_steps", 0))
         self.consecutive_bad = 0
+        return note
 
 
 @dataclass
