@@ -334,10 +334,7 @@ def training_step(bench: BenchState, region: Region) -> None:
 
 def lora_training_compute(lora_score, latents, noise, timesteps, text_embeddings, conditions) -> None:
     """What `LoraScore.train_step` computes (forward, MSE, backward, AdamW), without its host-side sampling."""
-    loss = lora_score.diffusion_loss(latents, noise, timesteps, text_embeddings, conditions)
-    lora_score.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    lora_score.optimizer.step()
+    lora_score.update(lora_score.diffusion_loss(latents, noise, timesteps, text_embeddings, conditions))
 
 
 def floor_pieces(bench: BenchState) -> dict[str, Callable[[], Any]]:

@@ -10,8 +10,9 @@
 #              made by scripts/make_wheelhouse.sh) into .gpu-check-site/ when there is one, else pip from the index
 #   build      gsplat's CUDA kernels into the persistent cache (timed; `python -m splatgen.gpu build`)
 #   parity     the gsplat-vs-torch rasterizer test (images, alphas, gradients)
-#   precision  scripts/precision_probe.py when the checkout has it
-#   bench      scripts/bench.py --device cuda: D-SDS and VSD at batch 1 and 4 (ms/step, floor, syncs, memory)
+#   precision  scripts/precision_probe.py on the SD 2.1-base architecture: the LoRA gradient in bf16 and fp16 vs fp32
+#   bench      scripts/bench.py --device cuda: D-SDS and VSD at batch 1 and 4 (ms/step, floor, syncs in all and
+#              outside gsplat, peak memory)
 #   train      `splatgen train`: 100 D-SDS steps at 4 x 512x512 on the random-weight SD 2.1-base prior
 #              (`sd21-base-random`), with refinements and a checkpoint
 #   gpu-tests  every other test marked gpu
@@ -104,7 +105,8 @@ stage_bench() {
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
 print("; ".join(f"{r.get('objective')} b{r.get('batch')}: {r.get('ms_per_step', float('nan')):.1f} ms/step, floor "
-                f"{r.get('floor_ratio', float('nan')):.2f}x, {r.get('syncs_per_step', '?')} syncs, "
+                f"{r.get('floor_ratio', float('nan')):.2f}x, {r.get('syncs_per_step', '?')} syncs "
+                f"({r.get('syncs_outside_gsplat', '?')} outside gsplat), "
                 f"{r.get('peak_mem_mb', float('nan')) / 1024:.1f} GB" for r in rows))
 EOF
 )"

@@ -117,7 +117,7 @@ class LoraScore:
             betas=config.betas,
             eps=config.eps,
             weight_decay=config.weight_decay,
-            fused=True,  # one kernel, and it can skip a non-finite step on the device (`_step_if_finite`)
+            fused=True,  # one kernel, and it can skip a non-finite step on the device (`update`)
         )
 
     @staticmethod
@@ -214,9 +214,7 @@ class LoraScore:
         noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(prior.device)
         timesteps = torch.randint(0, prior.num_train_timesteps, (batch,), generator=generator, device=generator.device)
         loss = self.diffusion_loss(latents, noise, timesteps.to(prior.device), text_embeddings, conditions)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self._step_if_finite(loss)
+        self.update(loss)
         return loss.detach()
 
     def diffusion_loss(
@@ -236,14 +234,19 @@ class LoraScore:
         with self._lora_unet():  # the graph is recorded here; backward needs neither the adapters nor the embedding
             return F.mse_loss(self._forward(noisy_latents, timesteps, text_embeddings, conditions), noise)
 
-    def _step_if_finite(self, loss: torch.Tensor) -> None:
-        """AdamW step unless the loss or a gradient is NaN/Inf (a NaN update would poison eps_phi and the
-        checkpoint), decided on the device: fused AdamW skips its update where `found_inf` is 1, the
-        mechanism `torch.amp.GradScaler` uses, so no value is read back to the host."""
+    def update(self, loss: torch.Tensor) -> None:
+        """Backpropagate `diffusion_loss` and take the AdamW step, unless the loss or a gradient is NaN/Inf (a
+        NaN update would poison eps_phi and the checkpoint). Decided on the device: fused AdamW skips its
+        update where `found_inf` is 1, the mechanism `torch.amp.GradScaler` uses, so nothing is read back."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
         gradients = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
         finite = torch.stack([torch.isfinite(loss), *(torch.isfinite(g).all() for g in gradients)]).all()
         self.optimizer.found_inf = (~finite).to(torch.float32)  # [] on the device
-        self.optimizer.step()
+        try:
+            self.optimizer.step()
+        finally:
+            del self.optimizer.found_inf
 
     def state_dict(self) -> dict:
         """LoRA weights, camera embedding, optimiser state and config (for checkpoints)."""
