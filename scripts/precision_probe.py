@@ -29,6 +29,7 @@ import torch
 from splatgen.prior.precision import lora_gradient_precision
 from splatgen.prior.stable_diffusion import StableDiffusionConfig, StableDiffusionPrior
 from splatgen.tiny_models import TINY_MODEL_ID, resolve_sd_model
+from splatgen.train.assemble import quiet_library_progress_bars
 
 REPO = Path(__file__).resolve().parent.parent
 DTYPES = ("fp32", "bf16", "fp16")
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--device cuda: torch sees no CUDA GPU")
     if args.batch < 1 or args.image_size < 8 or args.image_size % 8:
         parser.error("--batch must be >= 1 and --image-size a positive multiple of 8")
+    quiet_library_progress_bars()
     make_prior = prior_factory(args.architecture, device, args.image_size)
     results = lora_gradient_precision(make_prior, args.dtype, args.batch, args.seed)
     record = {

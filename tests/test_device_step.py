@@ -444,3 +444,38 @@ def test_a_resume_may_change_the_priors_speed_switches(tmp_path, tiny_models):
     config = parse_train_args(arguments)
     assert (config.prior.channels_last, config.prior.cudnn_benchmark, config.prior.free_unused) == (True, False, False)
     assert train(config, console=QUIET).steps_completed == 1
+
+
+# ---------------------------------------------------------------- the measuring scripts
+
+
+def _script(name: str):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"splatgen_{name}_script", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(spec.name, None)
+    return module
+
+
+def test_the_precision_probe_compares_each_dtype_with_fp32(tiny_models, capsys):
+    import json
+
+    record = _script("precision_probe").main(["--dtype", "bf16", "--batch", "1", "--image-size", "64", "--json"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == record
+    fp32, bf16 = record["results"]
+    assert (record["architecture"], record["latent_size"], fp32["dtype"], bf16["dtype"]) == ("tiny", 8, "fp32", "bf16")
+    assert fp32["relative_error"] == 0.0 and fp32["scale"] == 1.0 and 0.0 < bf16["relative_error"] < 0.05
+
+
+def test_the_adapter_switch_benchmark_runs_on_the_sd21_architecture(capsys):
+    _script("bench_adapter_switch").main(["--repeats", "1"])
+    printed = capsys.readouterr().out
+    assert "1,989 modules, 128 LoRA layers" in printed and "AdapterSwitch.set(True)" in printed
