@@ -361,6 +361,18 @@ def test_an_fp16_prior_with_a_lora_objective_is_warned_about(tmp_path, tiny_mode
 # ---------------------------------------------------------------- random state in checkpoints
 
 
+def test_a_resumed_vsd_run_equals_an_uninterrupted_one_on_cpu(tmp_path, tiny_models):
+    """The LoRA's draws come from the step generator and its fused AdamW's state (step counters included)
+    goes through the checkpoint: interrupted at step 5 and resumed, a VSD run writes the same PLY bytes."""
+    uninterrupted = train(tiny_config(tmp_path / "whole", objective=VSD()), console=QUIET)
+    stopped = train(tiny_config(tmp_path / "split", objective=VSD()), console=QUIET, on_step=_interrupt_at(5))
+    assert stopped.interrupted and stopped.steps_completed == 5
+    arguments = ["--resume", str(tmp_path / "split"), "--video-frames", "0", "--no-viewer"]
+    resumed = train(parse_train_args(arguments), console=QUIET)
+    assert resumed.steps_completed == 7
+    assert resumed.ply_path.read_bytes() == uninterrupted.ply_path.read_bytes()
+
+
 def test_a_resume_on_another_device_type_seeds_the_step_generator_from_the_checkpoint(tmp_path, tiny_models):
     """`--device` may change on resume, but a CPU generator cannot take a CUDA generator's state: the step
     generator is seeded from the saved state instead (the same checkpoint, the same draws) and a note says so.
