@@ -86,6 +86,8 @@ def batched_noise_predictions(
 
     The K copies are stacked condition-major, so a multi-view prior's groups stay contiguous.
     """
+    import torch
+
     copies = len(embeddings)
     repeated_cameras = cameras.repeat(copies) if cameras is not None else None  # on the cameras' device
     eps = prior.predict_noise(
