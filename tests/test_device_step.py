@@ -491,3 +491,40 @@ def test_the_adapter_switch_benchmark_runs_on_the_sd21_architecture(capsys):
     _script("bench_adapter_switch").main(["--repeats", "1"])
     printed = capsys.readouterr().out
     assert "1,989 modules, 128 LoRA layers" in printed and "AdapterSwitch.set(True)" in printed
+
+
+def test_the_adapter_switch_follows_a_lora_removed_and_added_again():
+    """`splatgen batch` reuses a prior: `LoraScore.remove_from` deletes the adapter and the next VSD run adds
+    one under the same name (new layers); the cached switch must flip the new layers, not the deleted ones."""
+    prior = tiny_prior()
+    perturbed_lora(prior)
+    first = AdapterSwitch.of(prior.unet)
+    assert LoraScore.remove_from(prior)
+    lora = perturbed_lora(prior)  # same adapter name, new layers
+    second = AdapterSwitch.of(prior.unet)
+    assert second is not first and second.serves(prior.unet)
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    assert second.layers == [module for module in prior.unet.modules() if isinstance(module, BaseTunerLayer)]
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(2, 4, IMAGE_SIZE // 8, IMAGE_SIZE // 8, generator=generator)
+    embeddings = prior.embed_prompts(["a corgi", "a corgi"])
+    timesteps = torch.tensor([100, 700])
+    pretrained = prior.predict_noise(latents, timesteps, embeddings)
+    with_lora = lora.predict(latents, timesteps, embeddings, None)
+    assert not torch.equal(pretrained, with_lora)  # the new adapter switches on for the LoRA's prediction
+    assert torch.equal(prior.predict_noise(latents, timesteps, embeddings), pretrained)  # and off again
+
+
+def test_a_kept_prior_is_reloaded_when_the_objective_changes_its_auto_dtype(monkeypatch):
+    """`splatgen batch` keeps one prior loaded: on a bf16 GPU, auto means bf16 for VSD and fp16 for D-SDS,
+    so the two need different priors; on CPU both are fp32 and share one."""
+    from splatgen.objectives import DSDS
+    from splatgen.train.assemble import ModelCache
+    from splatgen.train.config import TrainConfig
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    vsd, dsds = TrainConfig(prompt="a corgi", objective=VSD()), TrainConfig(prompt="a corgi", objective=DSDS())
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert ModelCache.prior_key(vsd, cuda) != ModelCache.prior_key(dsds, cuda)
+    assert ModelCache.prior_key(vsd, cpu) == ModelCache.prior_key(dsds, cpu)

@@ -131,7 +131,7 @@ class LoraScore:
             return False
         unet.delete_adapters(ADAPTER_NAME)
         unet.class_embedding = None
-        setattr(unet, ADAPTERS_ON, False)
+        use_pretrained_weights(unet)  # whatever adapters remain stay off (the AdapterSwitch finds them again)
         return True
 
     @contextmanager

@@ -109,7 +109,7 @@ class AdapterSwitch:
     def __init__(self, unet: UNet2DConditionModel) -> None:
         from peft.tuners.tuners_utils import BaseTunerLayer
 
-        self.adapters = tuple(getattr(unet, "peft_config", None) or {})
+        self.adapters = self.adapters_of(unet)
         self.layers = [module for module in unet.modules() if isinstance(module, BaseTunerLayer)]
 
     @classmethod
@@ -118,10 +118,25 @@ class AdapterSwitch:
         if not getattr(unet, "_hf_peft_config_loaded", False):
             return None
         switch = getattr(unet, cls.ATTRIBUTE, None)
-        if switch is None or switch.adapters != tuple(unet.peft_config):
+        if switch is None or not switch.serves(unet):
             switch = cls(unet)
             object.__setattr__(unet, cls.ATTRIBUTE, switch)  # a plain attribute, not a submodule
         return switch
+
+    @staticmethod
+    def adapters_of(unet: UNet2DConditionModel) -> tuple[tuple[str, object], ...]:
+        """The UNet's adapters: (name, config object) pairs. The switch holds the config objects, so an
+        adapter deleted and added again under its name (a `splatgen batch` worker's next VSD run: new
+        layers) has a config that is not the held one."""
+        return tuple((getattr(unet, "peft_config", None) or {}).items())
+
+    def serves(self, unet: UNet2DConditionModel) -> bool:
+        """The UNet still carries exactly the adapters this switch found (same names, same config objects)."""
+        current = self.adapters_of(unet)
+        return len(current) == len(self.adapters) and all(
+            name == held_name and config is held_config
+            for (name, config), (held_name, held_config) in zip(current, self.adapters)
+        )
 
     def set(self, enabled: bool) -> None:
         for layer in self.layers:

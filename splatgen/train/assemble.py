@@ -200,7 +200,7 @@ class ModelCache:
 
     def prior(self, config: TrainConfig, device: torch.device, console: Console) -> DiffusionPrior:
         """The prior of `config.prior` on `device`, loaded on first use; without the LoRA a VSD/ESD run left on it."""
-        key = f"{device}\n{dump_yaml(config.prior)}"
+        key = self.prior_key(config, device)
         if self._prior is None or self._prior[0] != key:
             self._prior = None  # free the old one before loading the new one
             self._prior = (key, load_prior(config, device, console))
@@ -213,6 +213,13 @@ class ModelCache:
 
             LoraScore.remove_from(prior)
         return prior
+
+    @staticmethod
+    def prior_key(config: TrainConfig, device: torch.device) -> str:
+        """What a loaded prior depends on: the device, the dtype it resolves to (auto depends on whether the
+        objective trains a LoRA) and its config."""
+        dtype = config.prior.torch_dtype(device, config.objective.uses_lora)
+        return f"{device}\n{dtype}\n{dump_yaml(config.prior)}"
 
     def view_scorer(self, prompt_config: PromptConfig) -> ViewScorer:
         """The masked LM that scores views for debiasing (`prompt_config.lm` already resolved), loaded on first use."""
