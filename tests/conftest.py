@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,14 +28,38 @@ def tiny_models() -> dict[str, Path]:
     return make_tiny_models(default_tiny_models_dir())
 
 
+@contextmanager
+def torch_threads(count: int):
+    """torch's intra-op thread count set to `count` inside the block, restored after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def two_torch_threads():
     """Two intra-op threads for a module's heavier CPU work, restored after it. Set at import time
     instead, the count would leak into every other module of the session, where in-process results
     are compared bit for bit with those of child processes running with the inherited thread count."""
-    import torch
+    with torch_threads(2):
+        yield
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+
+@pytest.fixture(scope="module")
+def module_on_one_torch_thread():
+    """One intra-op thread for a whole module: the tiny models are latency-bound, and a second thread
+    only spins on a shared 2-core machine."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for one test (steadier timings on a shared 2-core machine), restored after."""
+    with torch_threads(1):
+        yield

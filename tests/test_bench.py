@@ -49,16 +49,7 @@ def positive_and_finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread (steadier on a shared 2-core machine, where two oversubscribe it), restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_json_lines_have_the_promised_keys_and_sane_numbers(bench, tiny_models, one_thread, capsys):
+def test_json_lines_have_the_promised_keys_and_sane_numbers(bench, tiny_models, one_torch_thread, capsys):
     argv = [
         "--device",
         "cpu",
@@ -107,10 +98,9 @@ def test_json_lines_have_the_promised_keys_and_sane_numbers(bench, tiny_models, 
     assert LORA_PARTS <= lora["floor_parts"].keys()
 
 
-@pytest.mark.parametrize("objective_name", ["dsds", "vsd"])
-def test_fenced_step_is_the_products_step_with_its_parts_timed(bench, tiny_models, one_thread, objective_name):
-    """The timed step is `train_step` itself: fencing its regions changes nothing it computes."""
-    settings = bench.BenchSettings(
+def tiny_step_settings(bench, **overrides):
+    """One untimed-warm-up step of the tiny pipeline at 32 px with 50 Gaussians, on the CPU."""
+    fields = dict(
         device=torch.device("cpu"),
         dtype="auto",
         resolution=32,
@@ -122,6 +112,13 @@ def test_fenced_step_is_the_products_step_with_its_parts_timed(bench, tiny_model
         channels_last=False,
         viewer=False,
     )
+    return bench.BenchSettings(**(fields | overrides))
+
+
+@pytest.mark.parametrize("objective_name", ["dsds", "vsd"])
+def test_fenced_step_is_the_products_step_with_its_parts_timed(bench, tiny_models, one_torch_thread, objective_name):
+    """The timed step is `train_step` itself: fencing its regions changes nothing it computes."""
+    settings = tiny_step_settings(bench)
     config = bench.train_config(settings, objective_name, batch=2)
     models = bench.build_models(settings, objective_name)
     lora_before = models.lora_score.state_dict() if models.lora_score is not None else None
@@ -173,22 +170,9 @@ def test_cuda_run_on_the_sd21_architecture(bench, capsys):
 
 
 @pytest.mark.parametrize("prior, perp_neg", [("mvdream", False), ("sd", True)], ids=["mvdream", "perp-neg"])
-def test_the_step_and_floor_with_view_groups_and_perp_neg(bench, tiny_models, one_thread, prior, perp_neg):
+def test_the_step_and_floor_with_view_groups_and_perp_neg(bench, tiny_models, one_torch_thread, prior, perp_neg):
     """`--prior mvdream` / `--prompts.perp-neg`: the timed step runs the product's step, the floor's UNet batch is the step's."""
-    settings = bench.BenchSettings(
-        device=torch.device("cpu"),
-        dtype="auto",
-        resolution=32,
-        prior_size=32,
-        gaussians=50,
-        steps=1,
-        warmup=0,
-        compile=False,
-        channels_last=False,
-        viewer=False,
-        prior=prior,
-        perp_neg=perp_neg,
-    )
+    settings = tiny_step_settings(bench, prior=prior, perp_neg=perp_neg)
     models = bench.build_models(settings, "dsds")
     assert bench.views_per_group(models.prior) == (4 if prior == "mvdream" else 1)
     state = bench.build_bench_state(settings, models, bench.train_config(settings, "dsds", batch=4), REPO)

@@ -32,12 +32,7 @@ from splatgen.train.loop import train
 IMAGE_SIZE = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("module_on_one_torch_thread")
 
 
 def tiny_prior(**overrides) -> StableDiffusionPrior:
@@ -405,15 +400,23 @@ def test_a_resume_on_another_device_type_seeds_the_step_generator_from_the_check
 # ---------------------------------------------------------------- the LoRA's non-finite updates
 
 
-def test_a_non_finite_lora_gradient_skips_the_update_on_the_device(monkeypatch):
-    """The LoRA's AdamW step is skipped where the loss or a gradient is NaN/Inf, without reading the device:
-    weights, moments and step counts stay as they were, and the next finite step trains again."""
+def lora_after_one_update():
+    """A VSD LoRA on the tiny prior after one finite update, with the inputs of that update."""
     prior = tiny_prior()
     lora = LoraScore(prior, LoraScoreConfig())
-    latents = torch.randn(2, 4, IMAGE_SIZE // 8, IMAGE_SIZE // 8, generator=torch.Generator().manual_seed(0))
+    latents = torch.randn(
+        2, 4, IMAGE_SIZE // 8, IMAGE_SIZE // 8, generator=torch.Generator().manual_seed(0)
+    )  # [2, 4, 8, 8]
     embeddings = prior.embed_prompts(["a corgi"])
     conditions = camera_conditions(sample_cameras(OrbitSampler(), 2, 32, 32, torch.Generator().manual_seed(0)))
     lora.train_step(latents, embeddings, conditions, torch.Generator().manual_seed(0))
+    return lora, latents, embeddings, conditions
+
+
+def test_a_non_finite_lora_gradient_skips_the_update_on_the_device(monkeypatch):
+    """The LoRA's AdamW step is skipped where the loss or a gradient is NaN/Inf, without reading the device:
+    weights, moments and step counts stay as they were, and the next finite step trains again."""
+    lora, latents, embeddings, conditions = lora_after_one_update()
 
     before = lora.state_dict()  # a deep copy
     forward = LoraScore._forward
@@ -435,12 +438,7 @@ def test_a_non_finite_lora_gradient_skips_the_update_on_the_device(monkeypatch):
 
 def test_a_lora_state_saved_with_a_non_fused_adamw_loads_and_trains():
     """Checkpoints written before the LoRA's AdamW was fused hold fused=False and CPU step counters."""
-    prior = tiny_prior()
-    lora = LoraScore(prior, LoraScoreConfig())
-    latents = torch.randn(2, 4, IMAGE_SIZE // 8, IMAGE_SIZE // 8, generator=torch.Generator().manual_seed(0))
-    embeddings = prior.embed_prompts(["a corgi"])
-    conditions = camera_conditions(sample_cameras(OrbitSampler(), 2, 32, 32, torch.Generator().manual_seed(0)))
-    lora.train_step(latents, embeddings, conditions, torch.Generator().manual_seed(0))
+    lora, latents, embeddings, conditions = lora_after_one_update()
     state = lora.state_dict()
     for group in state["optimizer"]["param_groups"]:
         group.update(fused=False, foreach=None)

@@ -41,13 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny models are latency-bound: a second intra-op thread only spins on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("module_on_one_torch_thread")
 
 
 @pytest.fixture(scope="session")

@@ -37,12 +37,7 @@ def load_toy():
 toy2d = load_toy()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def short_run(name: str, mixture: Path, **kwargs) -> dict:
