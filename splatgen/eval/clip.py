@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from splatgen.errors import SplatgenError
+from splatgen.errors import SplatgenError, model_unavailable_message
 from splatgen.eval.settings import DEFAULT_CLIP
 
 CLIP_MODELS = ("openai/clip-vit-base-patch32", "openai/clip-vit-large-patch14")
@@ -43,10 +43,15 @@ class ClipUnavailable(SplatgenError, RuntimeError):
 
 def clip_unavailable(model: str, reason: str) -> ClipUnavailable:
     return ClipUnavailable(
-        f"CLIP model {model!r} is unavailable: {reason}. Set {CLIP_SETTING} to a hub id ({', '.join(CLIP_MODELS)}) "
-        f"or to a local folder holding config.json, model.safetensors and the tokenizer files: "
-        f"`hf download {DEFAULT_CLIP} --local-dir DIR` on a machine with network, then {CLIP_SETTING} DIR. "
-        "With HF_HUB_OFFLINE=1 only local folders and the hub cache are used."
+        model_unavailable_message(
+            "CLIP model",
+            model,
+            reason,
+            setting=CLIP_SETTING,
+            hub_ids=", ".join(CLIP_MODELS),
+            local="a local folder holding config.json, model.safetensors and the tokenizer files",
+            download=f"hf download {DEFAULT_CLIP} --local-dir DIR",
+        )
     )
 
 

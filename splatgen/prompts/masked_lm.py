@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from splatgen.errors import SplatgenError
+from splatgen.errors import SplatgenError, model_unavailable_message
 from splatgen.io.weights import pickled_refusal
 from splatgen.lazy import inference_mode
 from splatgen.prompts.views import VIEW_NAMES, PromptError
@@ -56,12 +56,15 @@ def validate_probe_template(template: str) -> None:
 
 def lm_unavailable_message(lm: str, reason: str) -> str:
     """One line: what failed, then the ways out (--lm, HF_HUB_OFFLINE, a local folder, --no-debias)."""
-    return (
-        f"could not load the masked language model {lm!r} for prompt debiasing ({reason}). "
-        f"--lm takes a Hugging Face hub id (default {DEFAULT_LM}) or a local folder holding a masked LM "
-        "saved with save_pretrained (config.json, model weights, tokenizer files). Without network access, "
-        "set HF_HUB_OFFLINE=1 and use a model already in the Hugging Face cache, or point --lm at such a "
-        "local folder. Or skip prompt debiasing with --no-debias (plain view prompts, default ranges)."
+    return model_unavailable_message(
+        "Masked language model (prompt debiasing)",
+        lm,
+        reason,
+        setting="--lm",
+        hub_ids=f"default {DEFAULT_LM}",
+        local="a local folder holding a masked LM saved with save_pretrained (config.json, weights, tokenizer files)",
+        download=f"hf download {DEFAULT_LM} --local-dir DIR",
+        otherwise="Or skip prompt debiasing with --no-debias (plain view prompts, default ranges).",
     )
 
 

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from splatgen.errors import SplatgenError
+from splatgen.errors import SplatgenError, model_unavailable_message
 from splatgen.io.weights import pickled_refusal
 from splatgen.scene.gaussians import Gaussians, num_sh_bases, rgb_to_sh0
 
 if TYPE_CHECKING:
     import torch
+
+DEFAULT_SHAP_E = "openai/shap-e"
 
 
 @dataclass
@@ -28,7 +30,7 @@ class ShapEInit:
     """Start from a Shap-E point cloud for the prompt (GaussianDreamer), via diffusers' ShapEPipeline."""
 
     config_name = "shap-e"
-    model: str = "openai/shap-e"
+    model: str = DEFAULT_SHAP_E
     """Shap-E model: hub id or local folder (diffusers layout)."""
     count: int = 20_000
     """Number of Gaussians sampled on the Shap-E surface."""
@@ -44,6 +46,21 @@ class ShapEInit:
 
 class ShapEUnavailable(SplatgenError):
     """The Shap-E model could not be loaded."""
+
+
+def shap_e_unavailable(model: str, reason: str) -> ShapEUnavailable:
+    return ShapEUnavailable(
+        model_unavailable_message(
+            "Shap-E model",
+            model,
+            reason,
+            setting="--init.model",
+            hub_ids=DEFAULT_SHAP_E,
+            local="a local folder in the diffusers layout",
+            download=f"hf download {DEFAULT_SHAP_E} --local-dir DIR",
+            otherwise="Or start from a random ball with --init ball.",
+        )
+    )
 
 
 def z_up_to_y_up(points: torch.Tensor) -> torch.Tensor:
@@ -121,17 +138,13 @@ def shap_e_gaussians(
     console.print(f"Shap-E: generating a coarse shape with {init.model} on {device} ...")
     refusal = pickled_refusal(init.model)
     if refusal is not None:
-        raise ShapEUnavailable(f"Shap-E model {init.model!r} is unavailable: {refusal}")
+        raise shap_e_unavailable(init.model, refusal)
     try:
         pipeline = ShapEPipeline.from_pretrained(
             init.model, use_safetensors=True, dtype=torch.float16 if device == "cuda" else torch.float32
         )  # never unpickle weights
     except (OSError, ValueError) as error:
-        raise ShapEUnavailable(
-            f"Shap-E model {init.model!r} is unavailable: {hub_failure_reason(init.model, 'the pipeline', error)}. "
-            f"Set --init.model to a hub id or a local folder (`hf download openai/shap-e --local-dir DIR`), "
-            f"unset HF_HUB_OFFLINE to download, or start from a random ball with --init ball"
-        ) from error
+        raise shap_e_unavailable(init.model, hub_failure_reason(init.model, "the pipeline", error)) from error
     pipeline = pipeline.to(device)
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     output = pipeline(
