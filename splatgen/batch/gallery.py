@@ -6,6 +6,10 @@ holds: the PLY, the mesh (.glb from `--export-mesh`), report.html, metrics.jsonl
 `splatgen eval`), config.yaml and the item's log. A failed card shows its one-line error. Links are
 relative to DIR, so the page works copied elsewhere with the folder. While the batch runs the page
 reloads itself every 30 s; it is rewritten (atomically) each time an item changes state.
+
+A gallery of hundreds of items must not decode hundreds of videos: each video is `preload="none"` with
+the views grid as its poster, and a small script plays the videos whose card is on screen and pauses
+the others as the page scrolls; GIFs and view grids load lazily.
 """
 
 from __future__ import annotations
@@ -51,6 +55,18 @@ h1 { font-size: 1.4rem; margin: 0 0 4px; }
 .status.queued { background: #eef2f6; color: #5b6b7b; }
 """
 
+PLAY_IN_VIEW = """
+// Play the turntables whose card is on screen, pause the rest (a video loads nothing until played).
+const videos = document.querySelectorAll(".card .media video");
+const inView = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    if (entry.isIntersecting) entry.target.play().catch(() => {});
+    else entry.target.pause();
+  }
+}, { rootMargin: "200px 0px" });
+videos.forEach((video) => inView.observe(video));
+"""
+
 
 def _existing(out_dir: Path, relative: str | None) -> str | None:
     return relative if relative and (out_dir / relative).is_file() else None
@@ -70,9 +86,9 @@ def card_html(out_dir: Path, entry: ManifestEntry) -> str:
     video = _run_file(out_dir, entry, "turntable.mp4") or _run_file(out_dir, entry, "turntable.gif")
     if video is not None and video.endswith(".mp4"):
         poster = f' poster="{esc(views)}"' if views else ""
-        media = f'<video src="{esc(video)}"{poster} autoplay loop muted playsinline></video>'
+        media = f'<video src="{esc(video)}"{poster} preload="none" loop muted playsinline></video>'
     elif video is not None:
-        media = f'<img src="{esc(video)}" alt="turntable of {esc(entry.prompt)}">'
+        media = f'<img src="{esc(video)}" loading="lazy" alt="turntable of {esc(entry.prompt)}">'
     else:
         media = f'<span class="placeholder">{esc(entry.status)}</span>'
     links = [
@@ -86,7 +102,9 @@ def card_html(out_dir: Path, entry: ManifestEntry) -> str:
     seconds = f" · {entry.seconds:.0f} s" if entry.seconds else ""
     attempts = f" · {entry.attempts} attempts" if entry.attempts > 1 else ""
     error = f'<div class="error">{esc(entry.error)}</div>' if entry.error and entry.status != "done" else ""
-    views_html = f'<img class="views" src="{esc(views)}" alt="views of {esc(entry.prompt)}">' if views else ""
+    views_html = (
+        f'<img class="views" src="{esc(views)}" loading="lazy" alt="views of {esc(entry.prompt)}">' if views else ""
+    )
     return (
         f'<article class="card" id="{esc(entry.id)}" data-status="{esc(entry.status)}">'
         f'<div class="media">{media}</div>{views_html}<div class="body">'
@@ -112,7 +130,7 @@ def gallery_html(out_dir: Path, entries: list[ManifestEntry], running: bool) -> 
         f'<meta name="viewport" content="width=device-width, initial-scale=1">\n{reload}'
         f"<title>{esc(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
         f'<header><h1>{esc(title)}</h1><p class="summary">{esc(summary)}</p></header>\n'
-        f'<main class="grid">\n{cards}\n</main>\n</body>\n</html>\n'
+        f'<main class="grid">\n{cards}\n</main>\n<script>{PLAY_IN_VIEW}</script>\n</body>\n</html>\n'
     )
 
 
