@@ -134,7 +134,7 @@ class HeadlessChromium:
     detaches the DevTools session.
     """
 
-    def __init__(self, url: str, window_size: tuple[int, int] = WINDOW_SIZE, start_timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, window_size: tuple[int, int] = WINDOW_SIZE, start_timeout_s: float = 120.0) -> None:
         width, height = window_size
         self._user_data_dir = Path(tempfile.mkdtemp(prefix="splatgen-chromium-"))
         command = [
@@ -228,7 +228,7 @@ class HeadlessChromium:
 
 
 def capture_when(
-    browser: HeadlessChromium, ready: Ready = settled, timeout_s: float = 25.0, interval_s: float = 0.5
+    browser: HeadlessChromium, ready: Ready = settled, timeout_s: float = 120.0, interval_s: float = 0.5
 ) -> np.ndarray:
     """Capture every `interval_s` until `ready(captures)` or the timeout; returns the last capture."""
     deadline = time.monotonic() + timeout_s
@@ -245,7 +245,7 @@ def screenshot(
     png_path: Path,
     ready: Ready = settled,
     window_size: tuple[int, int] = WINDOW_SIZE,
-    timeout_s: float = 25.0,
+    timeout_s: float = 120.0,
 ) -> np.ndarray:
     """Open `url` in headless Chromium, capture once `ready` holds (or at the timeout), save the PNG, return its pixels."""
     with HeadlessChromium(url, window_size) as browser:

@@ -126,7 +126,7 @@ def test_rerunning_the_batch_does_no_work(killed_batch, capsys):
 def test_the_gallery_shows_one_card_per_item_with_its_turntable(killed_batch, tmp_path):
     out, _, _, _ = killed_batch
     with HeadlessChromium((out / "index.html").as_uri(), window_size=(1280, 2000)) as browser:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # a hang guard: the loop ends once every card has its media
         while time.monotonic() < deadline:  # every card's video has a frame (or its image has loaded)
             ready = browser.evaluate(
                 "[...document.querySelectorAll('.card .media')].map(m => { const v = m.querySelector('video');"

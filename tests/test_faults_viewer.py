@@ -59,7 +59,7 @@ def websocket(port: int, origin: str | None, path: str = "/", headers: dict | No
         origin=origin,
         subprotocols=[SUBPROTOCOL],
         additional_headers=headers,
-        open_timeout=30,
+        open_timeout=120,
     )
 
 
@@ -126,7 +126,7 @@ def test_with_a_token_only_its_holders_get_in(asset):
 
 def http_get(port: int, path: str) -> tuple[int, str]:
     """(status, Set-Cookie) of one plain page load."""
-    page = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    page = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         page.request("GET", path)
         response = page.getresponse()

@@ -158,7 +158,7 @@ def test_a_trained_runs_report_shows_its_plots_video_and_views_in_chromium(tmp_p
     assert (out / METRICS_FILE).is_file() and (out / "report.html").is_file()
     with HeadlessChromium((out / "report.html").as_uri(), window_size=(1200, 900)) as browser:
         state = "({plots: 0})"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # a hang guard: the loop ends once the condition holds
         while time.monotonic() < deadline:
             state = browser.evaluate(
                 "({plots: document.querySelectorAll('figure.plot svg').length,"

@@ -158,7 +158,7 @@ def test_cli_prints_json_with_final_positions_last():
         "--override",
         "truncation_end=4",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120, check=True)
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600, check=True)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(report["final"]) == 4 and all(
         len(point) == 2 and all(math.isfinite(v) for v in point) for point in report["final"]
