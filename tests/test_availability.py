@@ -58,8 +58,30 @@ def test_every_missing_model_is_named_in_one_line_before_anything_loads(tmp_path
     for setting in ("--prompts.lm example-org/not-a-cached-lm", "--prior.model example-org/not-a-cached-sd"):
         assert setting in message
     assert "--init.model example-org/not-a-cached-shap-e" in message and "--no-debias" in message
+    for setting, name in (
+        ("--prompts.lm", "example-org/not-a-cached-lm"),
+        ("--prior.model", "example-org/not-a-cached-sd"),
+        ("--init.model", "example-org/not-a-cached-shap-e"),
+    ):  # each missing hub model: how to fetch it and which flag takes the copy
+        assert f"`hf download {name} --local-dir DIR` and pass {setting} DIR" in message
     assert constants.HF_HUB_OFFLINE  # the loaders that follow would not retry either
     assert not (tmp_path / "run").exists()
+
+
+def test_the_download_hint_names_only_the_missing_models(tmp_path, unreachable_hub, monkeypatch):
+    config = tiny_config(tmp_path / "run")
+    config = replace(
+        config,
+        prior=replace(config.prior, model="example-org/not-a-cached-sd"),
+        prompts=replace(config.prompts, debias=True, lm="example-org/a-cached-lm"),
+    )
+    monkeypatch.setattr("splatgen.train.availability.cached", lambda model: model.name == "example-org/a-cached-lm")
+    with pytest.raises(ModelsUnavailable) as error:
+        check_models_available(config)
+    message = str(error.value)
+    assert message.startswith("1 of the 2 models this run needs is unavailable")
+    assert "`hf download example-org/not-a-cached-sd --local-dir DIR` and pass --prior.model DIR" in message
+    assert "a-cached-lm" not in message
 
 
 def test_a_missing_local_folder_is_reported_without_a_probe(tmp_path, monkeypatch):
@@ -83,6 +105,7 @@ def test_the_mvdream_unet_is_checked_with_the_other_models(tmp_path, unreachable
     message = str(error.value)
     assert "the model this run needs is unavailable" in message and "cannot be reached" in message
     assert "--prior.unet example-org/not-a-cached-mvdream: not in the local hub cache" in message
+    assert '`hf download example-org/not-a-cached-mvdream --include "unet/*" --local-dir DIR`' in message
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,11 @@ class NeededModel:
     ]  # files a usable copy has (relative to its root): any one will do; the hub cache is asked for the first
     revision: str | None = None  # hub revision (None = the default branch)
     single_file: bool = False  # a local `.safetensors` file is a usable copy too (MVDream's UNet)
+    download_options: str = ""  # what `hf download ID` needs besides `--local-dir DIR` (e.g. one subfolder)
+
+    def download_hint(self) -> str:
+        """How to get a copy on a machine with network, and pass it."""
+        return f"`hf download {self.name}{self.download_options} --local-dir DIR` and pass {self.setting} DIR"
 
 
 def needed_models(config: TrainConfig, include_prior: bool = True) -> list[NeededModel]:
@@ -53,7 +58,16 @@ def needed_models(config: TrainConfig, include_prior: bool = True) -> list[Neede
         needed.append(NeededModel("--prior.model", prior.model, ("unet/config.json",), prior.revision))
         if isinstance(prior, MVDreamConfig):
             markers = (UNET_WEIGHTS, Path(UNET_WEIGHTS).name)  # in unet/ or at the folder's top (mvdream.py)
-            needed.append(NeededModel("--prior.unet", prior.unet, markers, prior.unet_revision, single_file=True))
+            needed.append(
+                NeededModel(
+                    "--prior.unet",
+                    prior.unet,
+                    markers,
+                    prior.unet_revision,
+                    single_file=True,
+                    download_options=' --include "unet/*"',
+                )
+            )
     if isinstance(config.init, ShapEInit):
         needed.append(NeededModel("--init.model", config.init.model, ("model_index.json",)))
     return [model for model in needed if model.name not in RESERVED_MODEL_IDS]
@@ -136,17 +150,14 @@ def check_available(needed: list[NeededModel], user: str = "this run", hints: tu
         offline = True
         host, port = hub_address()
         why_offline = f"the hub ({host}:{port}) cannot be reached"
-    missing = [reason for model in needed if (reason := missing_reason(model, offline)) is not None]
+    missing = [(model, reason) for model in needed if (reason := missing_reason(model, offline)) is not None]
     if not missing:
         return
-    hub_ids = [model.name for model in needed if not looks_local(model.name)]
-    download = ""
-    if hub_ids:
-        each = " for each" if len(hub_ids) > 1 else ""
-        download = f"; on a machine with network run `hf download {hub_ids[0]} --local-dir DIR`{each} and pass DIR"
+    from_hub = [model.download_hint() for model, _ in missing if not looks_local(model.name)]
+    download = f"; on a machine with network run {', '.join(from_hub)}" if from_hub else ""
     context = f" ({why_offline})" if offline else ""
     counted = f"{len(missing)} of the {len(needed)} models" if len(needed) > 1 else "the model"
     raise ModelsUnavailable(
         f"{counted} {user} needs {'is' if len(missing) == 1 else 'are'} unavailable{context}: "
-        f"{'; '.join(missing)}{download}{''.join('; ' + hint for hint in hints)}. Nothing was created."
+        f"{'; '.join(reason for _, reason in missing)}{download}{''.join('; ' + hint for hint in hints)}. Nothing was created."
     )
