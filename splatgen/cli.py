@@ -204,7 +204,10 @@ class EvalCommand(EvalSettings):
         settings = replace(EvalSettings(), **{name: getattr(self, name) for name in EvalSettings.__dataclass_fields__})
         settings.clip_model = resolve_clip(settings.clip_model, console)
         check_available([NeededModel("--clip-model", settings.clip_model, ("config.json",))], "splatgen eval")
+        from splatgen.eval.lpips import backbone_file
         from splatgen.eval.run import evaluate, print_eval_table, write_eval_json
+
+        backbone_file(settings.lpips_net, settings.lpips_backbone)  # a missing file is reported before CLIP loads
         from splatgen.train.assemble import quiet_library_progress_bars, resolve_device
 
         quiet_library_progress_bars()

@@ -169,7 +169,8 @@ def test_missing_clip_weights_are_one_line(tmp_path, capsys):
     (folder / "pytorch_model.bin").write_bytes(b"")
     ply = tmp_path / "a.ply"
     ply.write_bytes(b"")
-    assert main(["eval", str(ply), "--prompt", "a dog", "--clip-model", str(folder)]) == 2
+    backbone = ["--lpips-net", "alex", "--lpips-backbone", str(random_alexnet_checkpoint(tmp_path / "alex.pth"))]
+    assert main(["eval", str(ply), "--prompt", "a dog", "--clip-model", str(folder), *backbone]) == 2
     printed = capsys.readouterr().out
     assert "only PyTorch .bin weights" in printed and "safetensors" in printed and printed.count("\n") == 1
     tiny = str(make_tiny_clip(tmp_path / "tiny"))
@@ -185,6 +186,24 @@ def test_missing_clip_weights_are_one_line(tmp_path, capsys):
     assert main(["eval", str(ply), "--prompt", "a dog", "--clip-model", "nobody/no-such-clip"]) == 2
     printed = capsys.readouterr().out
     assert "(HF_HUB_OFFLINE=1 is set): --clip-model nobody/no-such-clip: not in the local hub cache" in printed
+
+
+def test_a_missing_lpips_backbone_is_reported_before_clip_loads(tmp_path, capsys, monkeypatch):
+    from splatgen.eval.clip import Clip
+
+    tiny = str(make_tiny_clip(tmp_path / "tiny"))
+    ply = tmp_path / "a.ply"
+    ply.write_bytes(b"")
+
+    def no_clip(*args, **kwargs):
+        raise AssertionError("CLIP was loaded before the LPIPS backbone was checked")
+
+    monkeypatch.setattr(Clip, "load", no_clip)
+    missing = tmp_path / "no-alexnet.pth"
+    arguments = ["eval", str(ply), "--prompt", "a dog", "--clip-model", tiny, "--lpips-net", "alex"]
+    assert main([*arguments, "--lpips-backbone", str(missing)]) == 2
+    printed = capsys.readouterr().out
+    assert "alexnet-owt-7be5be79.pth" in printed and str(missing) in printed and printed.count("\n") == 1
 
 
 def random_alexnet_checkpoint(path):

@@ -84,8 +84,10 @@ def default_backbone_path(net: Net) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / BACKBONE_FILES[net]
 
 
-def load_backbone_state(net: Net, path: Path | None) -> dict[str, torch.Tensor]:
-    """The `features.*` tensors of a torchvision checkpoint (a plain state dict, read with weights_only)."""
+def backbone_file(net: Net, path: Path | None) -> Path:
+    """The backbone checkpoint to read (`path`, or torch hub's cache); `LpipsUnavailable` if it is not there.
+
+    `splatgen eval` calls this before it loads CLIP, so a missing file is reported at once."""
     path = Path(path) if path is not None else default_backbone_path(net)
     if not path.is_file():
         name = BACKBONE_FILES[net]
@@ -94,6 +96,12 @@ def load_backbone_state(net: Net, path: Path | None) -> dict[str, torch.Tensor]:
             f"{BACKBONE_URL.format(name=name)} into {path.parent} on a machine with network (the `lpips` package "
             f"fetches the same file), or pass --lpips-backbone FILE"
         )
+    return path
+
+
+def load_backbone_state(net: Net, path: Path | None) -> dict[str, torch.Tensor]:
+    """The `features.*` tensors of a torchvision checkpoint (a plain state dict, read with weights_only)."""
+    path = backbone_file(net, path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
