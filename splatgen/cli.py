@@ -206,9 +206,9 @@ class EvalCommand(EvalSettings):
         check_available([NeededModel("--clip-model", settings.clip_model, ("config.json",))], "splatgen eval")
         from splatgen.eval.lpips import backbone_file
         from splatgen.eval.run import evaluate, print_eval_table, write_eval_json
+        from splatgen.train.assemble import quiet_library_progress_bars, resolve_device
 
         backbone_file(settings.lpips_net, settings.lpips_backbone)  # a missing file is reported before CLIP loads
-        from splatgen.train.assemble import quiet_library_progress_bars, resolve_device
 
         quiet_library_progress_bars()
         progress = None if self.json else console

@@ -186,6 +186,21 @@ class HeadlessChromium:
         """The value of a JavaScript expression in the page."""
         return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
 
+    def evaluate_until(
+        self,
+        expression: str,
+        ready: Callable[[object], bool] = bool,
+        timeout_s: float = 240.0,
+        interval_s: float = 0.25,
+    ) -> object:
+        """Evaluate `expression` until `ready(value)` holds, or the hang guard `timeout_s` ends; returns the last value."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = self.evaluate(expression)
+            if ready(value) or time.monotonic() > deadline:
+                return value
+            time.sleep(interval_s)
+
     def click_button(self, label: str) -> bool:
         """Click the first button whose text contains `label` (as a user would); False if there is none."""
         return bool(

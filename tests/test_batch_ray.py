@@ -126,15 +126,11 @@ def test_rerunning_the_batch_does_no_work(killed_batch, capsys):
 def test_the_gallery_shows_one_card_per_item_with_its_turntable(killed_batch, tmp_path):
     out, _, _, _ = killed_batch
     with HeadlessChromium((out / "index.html").as_uri(), window_size=(1280, 2000)) as browser:
-        deadline = time.monotonic() + 240  # a hang guard: the loop ends once every card has its media
-        while time.monotonic() < deadline:  # every card's video has a frame (or its image has loaded)
-            ready = browser.evaluate(
-                "[...document.querySelectorAll('.card .media')].map(m => { const v = m.querySelector('video');"
-                " const i = m.querySelector('img'); return v ? v.readyState >= 2 : Boolean(i && i.complete && i.naturalWidth); })"
-            )
-            if ready and all(ready):
-                break
-            time.sleep(0.5)
+        ready = browser.evaluate_until(  # every card's video has a frame (or its image has loaded)
+            "[...document.querySelectorAll('.card .media')].map(m => { const v = m.querySelector('video');"
+            " const i = m.querySelector('img'); return v ? v.readyState >= 2 : Boolean(i && i.complete && i.naturalWidth); })",
+            ready=lambda value: bool(value) and all(value),
+        )
         boxes = browser.evaluate(
             "[...document.querySelectorAll('.card .media')].map(m => { const r = m.getBoundingClientRect();"
             " return [r.left, r.top, r.width, r.height]; })"

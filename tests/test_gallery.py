@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from browser import HeadlessChromium, browser_test
 from PIL import Image
@@ -47,16 +45,6 @@ def gallery_of_many_items(out):
     return write_gallery(out, entries)
 
 
-def wait_for(browser: HeadlessChromium, expression: str, timeout_s: float = 60.0) -> object:
-    """Evaluate `expression` until it is truthy (or the time is up); returns its last value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = browser.evaluate(expression)
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.25)
-
-
 def test_the_gallery_html_asks_for_no_video_until_the_script_plays_it(tmp_path):
     page = gallery_of_many_items(tmp_path).read_text(encoding="utf-8")
     assert page.count('preload="none"') == ITEMS and "autoplay" not in page
@@ -69,12 +57,14 @@ def test_only_the_turntables_on_screen_play_and_scrolling_moves_them(tmp_path):
     gallery = gallery_of_many_items(tmp_path)
     with HeadlessChromium(gallery.as_uri(), window_size=(1280, 800)) as browser:
         playing = f"{VIDEOS}.map(v => !v.paused && v.readyState >= 2)"
-        first_playing = wait_for(browser, f"{playing}[0]")
+        first_playing = browser.evaluate_until(f"{playing}[0]", timeout_s=60)
         assert first_playing, "the first card's turntable never played"
         state = browser.evaluate(f"{VIDEOS}.map(v => [v.paused, v.readyState])")
         assert [paused for paused, _ in state].count(False) < ITEMS // 2  # only a screenful or so plays
         assert state[-1] == [True, 0], f"the last card (off screen) was loaded: {state[-1]}"
 
         browser.evaluate("window.scrollTo(0, document.body.scrollHeight)")
-        assert wait_for(browser, f"{playing}[{ITEMS - 1}]"), "the last card did not play once scrolled to"
-        assert wait_for(browser, f"{VIDEOS}[0].paused"), "the first card kept playing off screen"
+        assert browser.evaluate_until(f"{playing}[{ITEMS - 1}]", timeout_s=60), (
+            "the last card did not play once scrolled to"
+        )
+        assert browser.evaluate_until(f"{VIDEOS}[0].paused", timeout_s=60), "the first card kept playing off screen"

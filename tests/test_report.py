@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -157,15 +156,10 @@ def test_a_trained_runs_report_shows_its_plots_video_and_views_in_chromium(tmp_p
     assert f"report: {out / 'report.html'}" in capsys.readouterr().out
     assert (out / METRICS_FILE).is_file() and (out / "report.html").is_file()
     with HeadlessChromium((out / "report.html").as_uri(), window_size=(1200, 900)) as browser:
-        state = "({plots: 0})"
-        deadline = time.monotonic() + 240  # a hang guard: the loop ends once the condition holds
-        while time.monotonic() < deadline:
-            state = browser.evaluate(
-                "({plots: document.querySelectorAll('figure.plot svg').length,"
-                " video: (v => v ? v.readyState >= 2 && v.videoWidth > 0 : false)(document.querySelector('video')),"
-                " views: (i => i ? i.complete && i.naturalWidth > 0 : false)(document.querySelector('img.views'))})"
-            )
-            if state["plots"] == 4 and state["video"] and state["views"]:
-                break
-            time.sleep(0.5)
+        state = browser.evaluate_until(
+            "({plots: document.querySelectorAll('figure.plot svg').length,"
+            " video: (v => v ? v.readyState >= 2 && v.videoWidth > 0 : false)(document.querySelector('video')),"
+            " views: (i => i ? i.complete && i.naturalWidth > 0 : false)(document.querySelector('img.views'))})",
+            ready=lambda state: state["plots"] == 4 and state["video"] and state["views"],
+        )
         assert state == {"plots": 4, "video": True, "views": True}, state

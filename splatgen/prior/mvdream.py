@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 DEFAULT_MVDREAM_UNET = "ashawkey/mvdream-sd2.1-diffusers"
 UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
 UNET_SETTING = "--prior.unet"
+UNET_DOWNLOAD_OPTIONS = ' --include "unet/*"'  # `hf download` of the MVDream repository fetches only its UNet
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
 
@@ -94,7 +95,7 @@ def unet_unavailable(model: str, reason: str) -> ModelUnavailable:
             setting=UNET_SETTING,
             hub_ids=DEFAULT_MVDREAM_UNET,
             local="a local folder or .safetensors file",
-            download=f'hf download {DEFAULT_MVDREAM_UNET} --include "unet/*" --local-dir DIR',
+            download=f"hf download {DEFAULT_MVDREAM_UNET}{UNET_DOWNLOAD_OPTIONS} --local-dir DIR",
         )
     )
 

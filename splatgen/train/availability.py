@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from splatgen.errors import SplatgenError
-from splatgen.prior.mvdream import UNET_WEIGHTS, MVDreamConfig
+from splatgen.prior.mvdream import UNET_DOWNLOAD_OPTIONS, UNET_WEIGHTS, MVDreamConfig
 from splatgen.scene.shap_e import ShapEInit
 from splatgen.tiny_models import RESERVED_MODEL_IDS
 from splatgen.train.config import TrainConfig
@@ -65,7 +65,7 @@ def needed_models(config: TrainConfig, include_prior: bool = True) -> list[Neede
                     markers,
                     prior.unet_revision,
                     single_file=True,
-                    download_options=' --include "unet/*"',
+                    download_options=UNET_DOWNLOAD_OPTIONS,
                 )
             )
     if isinstance(config.init, ShapEInit):
